@@ -1,0 +1,561 @@
+"""The two kinds of directory the apply engine writes into.
+
+Terms:
+
+- *target*: the directory tree being written, seen through open directory file
+  descriptors. :class:`MountedTarget` is a complete tree (a native snapshot or a
+  mounted overlay), where whiteouts delete. :class:`OverlayUpperTarget` is the
+  upper directory of an overlay mount that is not mounted while the layer is
+  written, with the lower directories beside it; whiteouts become overlayfs
+  whiteouts there.
+- *handle*: an open directory of the target, with its *resolved path*: the
+  components of the directory's real location, free of symbolic links.
+- *walk*: resolving a cleaned entry path to a handle, one component at a time
+  with ``openat(O_NOFOLLOW | O_DIRECTORY)``. A symbolic link met on the way is
+  read and its target resolved from the root of the target, so nothing outside
+  the root is ever opened, even if the layer plants links to ``/`` or ``..``.
+- *saved times*: the access and modification times of a directory that existed
+  before this layer and whose children this layer changes. They are put back at
+  the end, so that a directory keeps the times its own layer recorded.
+
+Every method raises :class:`RuleError` for input that breaks a rule and lets
+:class:`OSError` through; the engine turns both into one error that names the
+layer and the entry.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import stat
+from collections import OrderedDict
+from pathlib import Path
+
+from ipcs_fs.apply.copyup import copy_metadata, copy_up
+from ipcs_fs.apply.paths import ROOT, Components, display, resolve_symlink
+from ipcs_fs.errors import InvalidArgumentError, IpcsError
+
+__all__ = [
+    "MAX_SYMLINK_HOPS",
+    "OPAQUE_XATTR",
+    "OVERLAY_XATTR_PREFIX",
+    "DirHandle",
+    "MountedTarget",
+    "OverlayUpperTarget",
+    "RuleError",
+]
+
+logger = logging.getLogger(__name__)
+
+OVERLAY_XATTR_PREFIX = b"trusted.overlay."
+OPAQUE_XATTR = b"trusted.overlay.opaque"
+MAX_SYMLINK_HOPS = 40
+"""Symbolic links followed while resolving one path; Linux also stops at 40."""
+
+_MAX_CACHED_DIRS = 128
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class RuleError(Exception):
+    """A layer entry breaks a rule of the apply engine.
+
+    ``kind`` is the :class:`~ipcs_fs.errors.IpcsError` subclass the engine
+    raises for it, once it has added the layer and entry to the message.
+    """
+
+    def __init__(
+        self, message: str, kind: type[IpcsError] = InvalidArgumentError
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class DirHandle:
+    """An open directory of the target and its resolved path.
+
+    The target owns the descriptor: it stays open at least until the engine
+    calls :meth:`MountedTarget.end_entry`.
+    """
+
+    __slots__ = ("fd", "path")
+
+    def __init__(self, fd: int, path: Components) -> None:
+        self.fd = fd
+        self.path = path
+
+
+def proc_path(dir_fd: int, name: bytes) -> bytes:
+    """Return a path that names ``name`` in ``dir_fd`` without a walk.
+
+    The kernel resolves ``/proc/self/fd/N`` to the open directory itself, so
+    calls that take no ``dir_fd`` (``lsetxattr``) still cannot be redirected by
+    a symbolic link in an earlier component.
+    """
+    return b"/proc/self/fd/%d/%s" % (dir_fd, name)
+
+
+def is_whiteout_device(st: os.stat_result) -> bool:
+    """Tell whether ``st`` is an overlayfs whiteout: a 0/0 character device."""
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+class MountedTarget:
+    """A complete directory tree, where whiteouts delete.
+
+    Contract: the caller owns ``root`` and discards it if applying fails; the
+    target never changes anything outside it. Call :meth:`close` when done.
+    """
+
+    def __init__(self, root: Path) -> None:
+        fd = os.open(root, _DIR_FLAGS)
+        self.root = DirHandle(fd, ROOT)
+        self._fds: OrderedDict[Components, int] = OrderedDict()
+        self._aliases: dict[Components, Components] = {}
+        self._closing: list[int] = []
+        self._created: set[Components] = set()
+        self._saved: dict[Components, tuple[int, int]] = {}
+
+    def close(self) -> None:
+        """Close every descriptor the target holds."""
+        self.end_entry()
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+        os.close(self.root.fd)
+
+    def end_entry(self) -> None:
+        """Release descriptors that no handle of the current entry still needs."""
+        for fd in self._closing:
+            os.close(fd)
+        self._closing.clear()
+        while len(self._fds) > _MAX_CACHED_DIRS:
+            os.close(self._fds.popitem(last=False)[1])
+
+    # Resolving paths
+
+    def walk(self, components: Components, *, create: bool) -> DirHandle | None:
+        """Resolve ``components`` to a directory inside the root.
+
+        Missing directories are created 0755 root:root when ``create`` is true;
+        otherwise the result is ``None``. Raises :class:`RuleError` when a
+        component is not a directory or links loop.
+        """
+        if not components:
+            return self.root
+        resolved = self._aliases.get(components)
+        if resolved is not None:
+            fd = self._fds.get(resolved)
+            if fd is not None:
+                self._fds.move_to_end(resolved)
+                return DirHandle(fd, resolved)
+        handle = self._walk_from_root(components, create)
+        if handle is not None:
+            self._aliases[components] = handle.path
+        return handle
+
+    def _walk_from_root(self, components: Components, create: bool) -> DirHandle | None:
+        current = self.root
+        pending = list(reversed(components))
+        hops = 0
+        while pending:
+            step = self._step(current, pending.pop(), create)
+            if step is None:
+                return None
+            if isinstance(step, DirHandle):
+                current = step
+                continue
+            hops += 1
+            if hops > MAX_SYMLINK_HOPS:
+                raise RuleError(f"too many symbolic links in {display(components)}")
+            pending.extend(reversed(resolve_symlink(current.path, step)))
+            current = self.root
+        return current
+
+    def _step(
+        self, current: DirHandle, name: bytes, create: bool
+    ) -> DirHandle | bytes | None:
+        """Open ``name`` in ``current``: a handle, a link target, or ``None``."""
+        path = current.path + (name,)
+        fd = self._fds.get(path)
+        if fd is not None:
+            self._fds.move_to_end(path)
+            return DirHandle(fd, path)
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=current.fd)
+        except FileNotFoundError:
+            return self._missing(current, name, create)
+        except NotADirectoryError:
+            return self._not_directory(current, name, create)
+        return self.cache(DirHandle(fd, path))
+
+    def _missing(
+        self, current: DirHandle, name: bytes, create: bool
+    ) -> DirHandle | bytes | None:
+        if not create:
+            return None
+        return self.make_implied_dir(current, name)
+
+    def _not_directory(
+        self, current: DirHandle, name: bytes, create: bool
+    ) -> DirHandle | bytes | None:
+        try:
+            return os.readlink(name, dir_fd=current.fd)
+        except OSError as error:
+            if error.errno != errno.EINVAL:
+                raise
+        raise RuleError(f"{display(current.path + (name,))} is not a directory")
+
+    def alias(self, components: Components, path: Components) -> None:
+        """Remember that the entry path ``components`` resolves to ``path``."""
+        self._aliases[components] = path
+
+    def cache(self, handle: DirHandle) -> DirHandle:
+        """Keep ``handle`` open for later entries in the same directory."""
+        self._fds[handle.path] = handle.fd
+        return handle
+
+    def open_resolved(self, path: Components) -> DirHandle | None:
+        """Open a resolved path again without following any link, or ``None``."""
+        current = self.root
+        for index, name in enumerate(path):
+            prefix = path[: index + 1]
+            fd = self._fds.get(prefix)
+            if fd is None:
+                try:
+                    fd = os.open(name, _DIR_FLAGS, dir_fd=current.fd)
+                except (FileNotFoundError, NotADirectoryError):
+                    return None
+                self._fds[prefix] = fd
+            current = DirHandle(fd, prefix)
+        return current
+
+    # Changing the tree
+
+    def note_change(self, parent: DirHandle) -> None:
+        """Save a directory's times before this layer first changes its children."""
+        if parent.path in self._saved or parent.path in self._created:
+            return
+        st = os.fstat(parent.fd)
+        self._saved[parent.path] = (st.st_atime_ns, st.st_mtime_ns)
+
+    def make_implied_dir(self, parent: DirHandle, name: bytes) -> DirHandle:
+        """Create a directory that an entry needs but the layer does not record."""
+        handle = self._mkdir(parent, name)
+        os.fchown(handle.fd, 0, 0)
+        os.fchmod(handle.fd, 0o755)
+        return handle
+
+    def _mkdir(self, parent: DirHandle, name: bytes) -> DirHandle:
+        self.note_change(parent)
+        os.mkdir(name, 0o700, dir_fd=parent.fd)
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent.fd)
+        path = parent.path + (name,)
+        self._created.add(path)
+        # A directory that was removed and made again must not get back the
+        # times saved for the old one.
+        self._saved.pop(path, None)
+        return self.cache(DirHandle(fd, path))
+
+    def make_dir(self, parent: DirHandle, name: bytes) -> tuple[DirHandle, bool]:
+        """Create a recorded directory, or reuse the one there.
+
+        Returns the handle and whether the directory existed. Anything else in
+        the way is removed first, as a tar entry replaces what it names.
+        """
+        try:
+            return self._mkdir(parent, name), False
+        except FileExistsError:
+            pass
+        path = parent.path + (name,)
+        cached = self._fds.get(path)
+        if cached is not None:
+            return DirHandle(cached, path), True
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent.fd)
+        except NotADirectoryError:
+            self.remove(parent, name)
+            return self._mkdir(parent, name), False
+        return self.cache(DirHandle(fd, path)), True
+
+    def remove(self, parent: DirHandle, name: bytes) -> bool:
+        """Remove ``name`` from ``parent`` without following it; return if it was there."""
+        try:
+            st = os.stat(name, dir_fd=parent.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        self.note_change(parent)
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(name, dir_fd=parent.fd)
+            self.forget(parent.path + (name,))
+        else:
+            os.unlink(name, dir_fd=parent.fd)
+            if stat.S_ISLNK(st.st_mode):
+                self._aliases.clear()
+        self._removed(parent.path + (name,), st)
+        return True
+
+    def _removed(self, path: Components, st: os.stat_result) -> None:
+        """Hook for targets that must remember what a removal took away."""
+
+    def forget(self, path: Components) -> None:
+        """Drop cached resolutions that a removed directory ``path`` invalidates."""
+        self._aliases.clear()
+        size = len(path)
+        for cached in [p for p in self._fds if p[:size] == path]:
+            self._closing.append(self._fds.pop(cached))
+
+    def whiteout(self, parent: DirHandle, name: bytes) -> None:
+        """Delete ``name``, which only lower layers wrote."""
+        self.remove(parent, name)
+
+    def hide_lower_children(self, handle: DirHandle, keep: set[Components]) -> None:
+        """Remove everything under ``handle`` whose path is not in ``keep``.
+
+        ``keep`` holds the paths this layer wrote and their ancestors.
+        """
+        pending = [handle]
+        while pending:
+            directory = pending.pop()
+            # Listed first: removing entries while readdir runs may skip some.
+            for child in list(os.scandir(directory.fd)):
+                name = os.fsencode(child.name)
+                path = directory.path + (name,)
+                if path not in keep:
+                    self.remove(directory, name)
+                elif child.is_dir(follow_symlinks=False):
+                    fd = os.open(name, _DIR_FLAGS, dir_fd=directory.fd)
+                    self._closing.append(fd)
+                    pending.append(DirHandle(fd, path))
+
+    def link(
+        self, source: DirHandle, source_name: bytes, parent: DirHandle, name: bytes
+    ) -> None:
+        """Make ``name`` a hard link of ``source_name`` without following links.
+
+        Raises :class:`FileNotFoundError` when the source does not exist.
+        """
+        self.note_change(parent)
+        os.link(
+            source_name,
+            name,
+            src_dir_fd=source.fd,
+            dst_dir_fd=parent.fd,
+            follow_symlinks=False,
+        )
+
+    # Finishing
+
+    def finish(self, recorded: dict[Components, tuple[int, int, int]]) -> None:
+        """Set directory modes and times, deepest first, after every child.
+
+        ``recorded`` maps each directory the layer recorded to its mode, atime
+        and mtime in ns; other directories whose children changed get their
+        saved times back.
+        """
+        paths = set(recorded) | set(self._saved)
+        for path in sorted(paths, key=len, reverse=True):
+            handle = self.open_resolved(path)
+            if handle is None:
+                logger.debug("directory %s is gone before its times are set", path)
+                continue
+            record = recorded.get(path)
+            if record is None:
+                os.utime(handle.fd, ns=self._saved[path])
+            else:
+                mode, atime_ns, mtime_ns = record
+                os.fchmod(handle.fd, mode)
+                os.utime(handle.fd, ns=(atime_ns, mtime_ns))
+            self.end_entry()
+
+
+class OverlayUpperTarget(MountedTarget):
+    """An overlayfs upper directory, written while it is not mounted.
+
+    Whiteouts become 0/0 character devices and opaque directories get
+    ``trusted.overlay.opaque=y``, as overlayfs itself writes them. Reads fall
+    through to ``lowers`` (top first) with overlayfs's lookup rules, so that:
+
+    - a symbolic link that only a lower layer holds (``var/run -> /run``) is
+      followed, not shadowed by a new upper directory;
+    - a directory that only a lower layer holds is copied up with its owner,
+      mode, xattrs and times before a child is written into it;
+    - a hard link whose target only a lower layer holds links to a copy-up of
+      that target. The copy keeps the target's content and metadata, but it is
+      a new inode: other names of the lower inode, in layers below, are not
+      part of the new link's group (overlayfs without ``index=on`` behaves the
+      same way).
+    """
+
+    def __init__(self, root: Path, lowers: list[Path]) -> None:
+        super().__init__(root)
+        self._lowers = [os.fsencode(lower) for lower in lowers]
+        self._stacks: dict[Components, list[bytes]] = {}
+        self._opaque: set[Components] = set()
+        self._whited: set[Components] = set()
+        self.copied_bytes = 0
+
+    # Lookups in the lower directories
+
+    def _lower_stack(self, path: Components) -> list[bytes]:
+        """Return the lower directories that merge into directory ``path``."""
+        missing: list[Components] = []
+        probe = path
+        while probe and probe not in self._stacks:
+            missing.append(probe)
+            probe = probe[:-1]
+        if ROOT not in self._stacks:
+            hidden = ROOT in self._opaque
+            self._stacks[ROOT] = [] if hidden else list(self._lowers)
+        for prefix in reversed(missing):
+            self._stacks[prefix] = self._merge(prefix, self._stacks[prefix[:-1]])
+        return self._stacks[path]
+
+    def _merge(self, path: Components, parents: list[bytes]) -> list[bytes]:
+        if path in self._opaque or path in self._whited:
+            return []
+        merged: list[bytes] = []
+        for parent in parents:
+            candidate = parent + b"/" + path[-1]
+            try:
+                st = os.lstat(candidate)
+            except FileNotFoundError:
+                continue
+            if not stat.S_ISDIR(st.st_mode):
+                break
+            merged.append(candidate)
+            if _is_opaque(candidate):
+                break
+        return merged
+
+    def lower_lookup(self, path: Components) -> tuple[bytes, os.stat_result] | None:
+        """Find the topmost lower object at ``path`` that no whiteout hides."""
+        for parent in self._lower_stack(path[:-1]):
+            candidate = parent + b"/" + path[-1]
+            try:
+                st = os.lstat(candidate)
+            except FileNotFoundError:
+                continue
+            if is_whiteout_device(st):
+                return None
+            return candidate, st
+        return None
+
+    def _hide_lower(self, path: Components) -> None:
+        self._opaque.add(path)
+        self._stacks.clear()
+
+    # Resolving paths through the lower directories
+
+    def _missing(
+        self, current: DirHandle, name: bytes, create: bool
+    ) -> DirHandle | bytes | None:
+        found = self.lower_lookup(current.path + (name,))
+        if found is None:
+            return super()._missing(current, name, create)
+        source, st = found
+        if stat.S_ISLNK(st.st_mode):
+            return os.readlink(source)
+        if not stat.S_ISDIR(st.st_mode):
+            raise RuleError(f"{display(current.path + (name,))} is not a directory")
+        return self._copy_up_dir(current, name, source, st)
+
+    def _copy_up_dir(
+        self, parent: DirHandle, name: bytes, source: bytes, st: os.stat_result
+    ) -> DirHandle:
+        self.note_change(parent)
+        os.mkdir(name, 0o700, dir_fd=parent.fd)
+        fd = os.open(name, _DIR_FLAGS, dir_fd=parent.fd)
+        handle = self.cache(DirHandle(fd, parent.path + (name,)))
+        copy_metadata(source, st, fd)
+        self._saved[handle.path] = (st.st_atime_ns, st.st_mtime_ns)
+        return handle
+
+    def _not_directory(
+        self, current: DirHandle, name: bytes, create: bool
+    ) -> DirHandle | bytes | None:
+        st = os.stat(name, dir_fd=current.fd, follow_symlinks=False)
+        if not is_whiteout_device(st):
+            return super()._not_directory(current, name, create)
+        if not create:
+            return None
+        self.remove(current, name)
+        return self.make_implied_dir(current, name)
+
+    # Changing the upper directory
+
+    def _mkdir(self, parent: DirHandle, name: bytes) -> DirHandle:
+        handle = super()._mkdir(parent, name)
+        if handle.path in self._whited:
+            # The layer deleted the lower object here first, so the lower
+            # directory of the same name must not show through.
+            self.set_opaque(handle)
+        return handle
+
+    def set_opaque(self, handle: DirHandle) -> None:
+        """Mark ``handle`` opaque so no lower directory merges into it."""
+        os.setxattr(handle.fd, OPAQUE_XATTR, b"y")
+        self._hide_lower(handle.path)
+
+    def whiteout(self, parent: DirHandle, name: bytes) -> None:
+        """Write an overlayfs whiteout for ``name``, replacing what is there."""
+        self.remove(parent, name)
+        self.note_change(parent)
+        os.mknod(name, stat.S_IFCHR, 0, dir_fd=parent.fd)
+        os.chown(name, 0, 0, dir_fd=parent.fd, follow_symlinks=False)
+        self._whited.add(parent.path + (name,))
+        self._stacks.clear()
+
+    def _removed(self, path: Components, st: os.stat_result) -> None:
+        if is_whiteout_device(st):
+            # Whatever replaces a whiteout must keep the lower object hidden.
+            self._whited.add(path)
+
+    def hide_lower_children(self, handle: DirHandle, keep: set[Components]) -> None:
+        """Hide every lower child of ``handle``; this layer's children stay.
+
+        Copies made for hard links or as parents are lower content too, so
+        those not in ``keep`` are removed from the upper directory.
+        """
+        super().hide_lower_children(handle, keep)
+        self.set_opaque(handle)
+
+    def link(
+        self, source: DirHandle, source_name: bytes, parent: DirHandle, name: bytes
+    ) -> None:
+        """Make a hard link, first copying up a target only a lower layer holds."""
+        try:
+            super().link(source, source_name, parent, name)
+            return
+        except FileNotFoundError:
+            if not self._copy_up(source, source_name):
+                raise
+        super().link(source, source_name, parent, name)
+
+    def _copy_up(self, parent: DirHandle, name: bytes) -> bool:
+        try:
+            os.stat(name, dir_fd=parent.fd, follow_symlinks=False)
+            return False
+        except FileNotFoundError:
+            pass
+        found = self.lower_lookup(parent.path + (name,))
+        if found is None:
+            return False
+        source, st = found
+        if stat.S_ISDIR(st.st_mode):
+            raise RuleError(
+                f"hard link target {display(parent.path + (name,))} is a directory"
+            )
+        self.note_change(parent)
+        self.copied_bytes += copy_up(source, st, parent.fd, name)
+        return True
+
+
+def _is_opaque(path: bytes) -> bool:
+    try:
+        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+    except OSError as error:
+        if error.errno in (errno.ENODATA, errno.ENOTSUP):
+            return False
+        raise
