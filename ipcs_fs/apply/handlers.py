@@ -44,7 +44,7 @@ from ipcs_fs.apply.targets import (
     RuleError,
     proc_path,
 )
-from ipcs_fs.errors import DataLossError, NotFoundError, ResourceExhaustedError
+from ipcs_fs.errors import DataLossError, ResourceExhaustedError
 from ipcs_fs.tar.entry import EntryKind, TarEntry
 
 __all__ = ["DataSource", "LayerState", "apply_entry"]
@@ -164,11 +164,11 @@ def _apply_whiteout(
         directory = state.target.walk(components[:-1], create=True)
         assert directory is not None
         state.keep(directory.path)
-        state.target.hide_lower_children(directory, state.kept)
+        state.target.hide_lower_children(directory, state.kept, state.recorded)
         return
-    parent = state.target.walk(components[:-1], create=False)
-    if parent is None:
-        return
+    # Like any entry, a whiteout implies its parent directories.
+    parent = state.target.walk(components[:-1], create=True)
+    assert parent is not None
     name = components[-1][len(WHITEOUT_PREFIX) :]
     _whiteout(state, parent, name)
 
@@ -180,7 +180,10 @@ def _whiteout(state: LayerState, parent: DirHandle, name: bytes) -> None:
         return
     directory = state.target.open_resolved(path) if path in state.kept else None
     if directory is not None:
-        state.target.hide_lower_children(directory, state.kept)
+        # This layer wrote below the directory, so only its lower version goes.
+        if path not in state.recorded:
+            state.target.reset_to_implied(directory)
+        state.target.hide_lower_children(directory, state.kept, state.recorded)
     else:
         state.target.whiteout(parent, name)
 
@@ -277,7 +280,7 @@ def _apply_hardlink(
         )
     if not link:
         raise RuleError("hard link target is the root")
-    missing = RuleError(f"hard link target {display(link)} not found", NotFoundError)
+    missing = RuleError(f"hard link target {display(link)} not found")
     source = state.target.walk(link[:-1], create=False)
     if source is None:
         raise missing
@@ -293,7 +296,22 @@ def _apply_hardlink(
         )
     except FileNotFoundError as error:
         raise missing from error
+    except PermissionError as error:
+        # link(2) answers EPERM for a directory.
+        if _is_directory(source, link[-1]):
+            raise RuleError(
+                f"hard link target {display(link)} is a directory"
+            ) from error
+        raise
     state.mark_written(parent.path + (name,), False)
+
+
+def _is_directory(parent: DirHandle, name: bytes) -> bool:
+    try:
+        st = os.stat(name, dir_fd=parent.fd, follow_symlinks=False)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode)
 
 
 # Shared steps

@@ -31,6 +31,7 @@ import os
 import shutil
 import stat
 from collections import OrderedDict
+from collections.abc import Container
 from pathlib import Path
 
 from ipcs_fs.apply.copyup import copy_metadata, copy_up
@@ -310,10 +311,17 @@ class MountedTarget:
         """Delete ``name``, which only lower layers wrote."""
         self.remove(parent, name)
 
-    def hide_lower_children(self, handle: DirHandle, keep: set[Components]) -> None:
+    def hide_lower_children(
+        self,
+        handle: DirHandle,
+        keep: Container[Components],
+        recorded: Container[Components],
+    ) -> None:
         """Remove everything under ``handle`` whose path is not in ``keep``.
 
-        ``keep`` holds the paths this layer wrote and their ancestors.
+        ``keep`` holds the paths this layer wrote and their ancestors. A kept
+        directory that came from a lower layer and that this layer does not
+        record becomes an implied directory, since its lower version is hidden.
         """
         pending = [handle]
         while pending:
@@ -328,6 +336,20 @@ class MountedTarget:
                     fd = os.open(name, _DIR_FLAGS, dir_fd=directory.fd)
                     self._closing.append(fd)
                     pending.append(DirHandle(fd, path))
+                    if path not in recorded:
+                        self.reset_to_implied(pending[-1])
+
+    def reset_to_implied(self, handle: DirHandle) -> None:
+        """Give a directory from a lower layer the metadata of an implied one."""
+        if handle.path in self._created:
+            return
+        os.fchown(handle.fd, 0, 0)
+        os.fchmod(handle.fd, 0o755)
+        for name in os.listxattr(handle.fd):
+            if not os.fsencode(name).startswith(OVERLAY_XATTR_PREFIX):
+                os.removexattr(handle.fd, name)
+        self._saved.pop(handle.path, None)
+        self._created.add(handle.path)
 
     def link(
         self, source: DirHandle, source_name: bytes, parent: DirHandle, name: bytes
@@ -499,12 +521,20 @@ class OverlayUpperTarget(MountedTarget):
         self._hide_lower(handle.path)
 
     def whiteout(self, parent: DirHandle, name: bytes) -> None:
-        """Write an overlayfs whiteout for ``name``, replacing what is there."""
+        """Write an overlayfs whiteout for ``name``, replacing what is there.
+
+        Where no lower directory has ``name``, only the upper copy goes: a
+        whiteout in a directory that merges with nothing would still be listed
+        by readdir on the mounted overlay.
+        """
         self.remove(parent, name)
+        path = parent.path + (name,)
+        if self.lower_lookup(path) is None:
+            return
         self.note_change(parent)
         os.mknod(name, stat.S_IFCHR, 0, dir_fd=parent.fd)
         os.chown(name, 0, 0, dir_fd=parent.fd, follow_symlinks=False)
-        self._whited.add(parent.path + (name,))
+        self._whited.add(path)
         self._stacks.clear()
 
     def _removed(self, path: Components, st: os.stat_result) -> None:
@@ -512,13 +542,18 @@ class OverlayUpperTarget(MountedTarget):
             # Whatever replaces a whiteout must keep the lower object hidden.
             self._whited.add(path)
 
-    def hide_lower_children(self, handle: DirHandle, keep: set[Components]) -> None:
+    def hide_lower_children(
+        self,
+        handle: DirHandle,
+        keep: Container[Components],
+        recorded: Container[Components],
+    ) -> None:
         """Hide every lower child of ``handle``; this layer's children stay.
 
         Copies made for hard links or as parents are lower content too, so
         those not in ``keep`` are removed from the upper directory.
         """
-        super().hide_lower_children(handle, keep)
+        super().hide_lower_children(handle, keep, recorded)
         self.set_opaque(handle)
 
     def link(
