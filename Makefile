@@ -1,0 +1,44 @@
+# Every target installs what it needs; `make demo` and `make test` work on a
+# fresh Debian 12 machine with network access to Debian's archive, PyPI, npm and
+# the Go module proxy. Downloads and builds are cached in $(CACHE).
+
+PYTHON ?= python3
+VENV := .venv
+CACHE ?= $(or $(IPCS_FS_CACHE),$(HOME)/.cache/ipcs-fs)
+export IPCS_FS_CACHE := $(CACHE)
+STAMP := $(VENV)/.installed
+
+.PHONY: venv tools images demo test test-unit bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+tools:
+	bash scripts/install-host-packages.sh
+	bash scripts/install-unixfs-oracle.sh
+	bash scripts/install-kubo.sh
+	bash scripts/install-containerd.sh
+
+images: venv
+	bash scripts/install-host-packages.sh
+	$(VENV)/bin/python -m fixtures.debian_images
+
+demo: venv images
+	$(VENV)/bin/python -m fixtures.demo
+
+test: venv tools images
+	$(VENV)/bin/python -m pytest -ra
+
+test-unit: venv
+	$(VENV)/bin/python -m pytest -ra -m "not integration"
+
+bench: venv tools images
+	$(VENV)/bin/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) build *.egg-info

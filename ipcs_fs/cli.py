@@ -1,0 +1,203 @@
+"""The ``ipcs-fs`` command line.
+
+Each subcommand parses its arguments, opens the block store, calls one function
+of :mod:`ipcs_fs.operations` and prints the result. Every failure ends as one
+line on stderr and a non-zero exit status; only this module and ``serve``
+configure logging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import IpcsError
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("ipcs_fs")
+
+_EXIT_FAILURE = 1
+_EXIT_USAGE = 2
+_EXIT_INTERRUPTED = 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of the whole command line."""
+    parser = argparse.ArgumentParser(
+        prog="ipcs-fs",
+        description="Share container image files, not layers: convert OCI layers"
+        " to file-granular IPFS UnixFS DAGs and back.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    _add_global_options(parser)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_convert(commands)
+    _add_unpack(commands)
+    _add_ls(commands)
+    return parser
+
+
+def _add_global_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        type=Path,
+        metavar="DIR",
+        help="directory of the embedded block store (default: /var/lib/ipcs-fs"
+        " for root, else $XDG_DATA_HOME/ipcs-fs)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log more: -v for progress steps, -vv for debugging",
+    )
+
+
+def _add_convert(commands) -> None:
+    parser = commands.add_parser(
+        "convert",
+        help="convert an image's layers to file-granular DAGs or back to tar",
+        description="Convert every layer of every platform of SRC and write the"
+        " result to DST. Image references: oci:DIR[:TAG] or oci-archive:FILE[:TAG].",
+    )
+    direction = parser.add_mutually_exclusive_group(required=True)
+    direction.add_argument(
+        "--file-granular",
+        dest="to_tar",
+        action="store_false",
+        help="standard tar layers to file-granular layers (blocks go to the store)",
+    )
+    direction.add_argument(
+        "--tar",
+        dest="to_tar",
+        action="store_true",
+        help="file-granular layers back to tar+gzip layers with the original diff_ids",
+    )
+    parser.add_argument("source", metavar="SRC", help="image to read")
+    parser.add_argument("destination", metavar="DST", help="image to write")
+    parser.add_argument(
+        "--json", action="store_true", help="print the summary as JSON on stdout"
+    )
+    parser.set_defaults(run=_run_convert)
+
+
+def _add_unpack(commands) -> None:
+    parser = commands.add_parser(
+        "unpack",
+        help="apply every layer of an image into a directory",
+        description="Apply the layers of IMAGE in order into DIR, as containerd"
+        " would, with ownership, modes, xattrs and times (run as root).",
+    )
+    parser.add_argument("image", metavar="IMAGE", help="image reference")
+    parser.add_argument("directory", metavar="DIR", type=Path, help="target root")
+    parser.add_argument(
+        "--platform",
+        metavar="OS/ARCH",
+        help="platform to unpack from a multi-platform image (default: this machine's)",
+    )
+    parser.set_defaults(run=_run_unpack)
+
+
+def _add_ls(commands) -> None:
+    parser = commands.add_parser(
+        "ls",
+        help="list a layer's entries with metadata and CIDs",
+        description="List every entry of each layer of IMAGE, or of the layer"
+        " whose root CID is given.",
+    )
+    parser.add_argument("target", metavar="IMAGE|CID")
+    parser.add_argument("--json", action="store_true", help="one JSON object a line")
+    parser.set_defaults(run=_run_ls)
+
+
+def _open_store(args):
+    from .store import EmbeddedStore, default_store_path
+
+    return EmbeddedStore(args.store or default_store_path())
+
+
+def _run_convert(args) -> int:
+    from .operations.convert import convert_image
+
+    with _open_store(args) as store:
+        summary = convert_image(
+            args.source,
+            args.destination,
+            store,
+            to_tar=args.to_tar,
+            progress=_progress_printer(),
+        )
+    if args.json:
+        json.dump(summary.to_json(), sys.stdout, indent=2)
+        print()
+    else:
+        print(summary.to_text())
+    return 0
+
+
+def _run_unpack(args) -> int:
+    from .operations.unpack import unpack_image
+
+    with _open_store(args) as store:
+        summary = unpack_image(
+            args.image,
+            args.directory,
+            store,
+            platform=args.platform,
+            progress=_progress_printer(),
+        )
+    print(summary.to_text())
+    return 0
+
+
+def _run_ls(args) -> int:
+    from .operations.listing import list_entries
+
+    with _open_store(args) as store:
+        for row in list_entries(args.target, store):
+            if args.json:
+                print(json.dumps(row.to_json(), separators=(",", ":")))
+            else:
+                print(row.to_text())
+    return 0
+
+
+def _progress_printer():
+    from .progress import TerminalProgress
+
+    return TerminalProgress.for_stream(sys.stderr)
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("ipcs-fs: %(levelname)s: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(level)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return args.run(args)
+    except IpcsError as error:
+        print(f"ipcs-fs: {error}", file=sys.stderr)
+        return _EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("ipcs-fs: interrupted", file=sys.stderr)
+        return _EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

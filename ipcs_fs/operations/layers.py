@@ -1,0 +1,58 @@
+"""Open any layer of an image as its verified, uncompressed tar stream.
+
+Both layer kinds come out the same way: a standard layer is decompressed, a
+file-granular layer is rebuilt from the block store. Either stream raises
+DataLossError when it reaches its end unless the bytes hash to the diff_id the
+image config lists, so whoever reads to the end (the tar reader does) never
+accepts a layer that is not the one the image names.
+"""
+
+from __future__ import annotations
+
+from ..errors import NotFoundError
+from ..ids import DAG_PB, Cid, Digest
+from ..layer.hashing import HashingReader
+from ..layer.rebuild import RebuiltTar, read_layer_root
+from ..oci.compression import open_uncompressed
+from ..oci.descriptor import Descriptor
+from ..oci.image import ImageSource
+from ..oci.mediatypes import is_file_granular
+from ..store import BlockStore
+
+__all__ = ["load_root_block", "open_layer_tar", "root_cid_of"]
+
+
+def root_cid_of(layer: Descriptor) -> Cid:
+    """Return the root CID that a file-granular layer's digest names."""
+    return Cid.from_digest(layer.digest, DAG_PB)
+
+
+def load_root_block(source: ImageSource, store: BlockStore, layer: Descriptor) -> Cid:
+    """Make sure the store holds the layer's root block; return its CID.
+
+    The root block is the layer's blob, so an image carries it even when the
+    store does not; it is copied in after its digest has been checked.
+    """
+    cid = root_cid_of(layer)
+    if store.has(cid):
+        return cid
+    if not source.has_blob(layer.digest):
+        raise NotFoundError(
+            f"failed to find layer root {cid}: neither the block store nor the"
+            f" image holds blob {layer.digest}"
+        )
+    store.put(cid, source.read_blob(layer))
+    return cid
+
+
+def open_layer_tar(
+    source: ImageSource, store: BlockStore, layer: Descriptor, diff_id: Digest
+):
+    """Return the layer's uncompressed tar as a stream verified at its end."""
+    if is_file_granular(layer.media_type):
+        cid = load_root_block(source, store, layer)
+        root = read_layer_root(store.get, cid)
+        return RebuiltTar(store.get, root, expected_diff_id=diff_id)
+    blob = source.open_blob(layer)
+    tar = open_uncompressed(blob, layer.media_type)
+    return HashingReader(tar, expected=diff_id, source=str(layer.digest))

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install the Debian packages that building the real test images and running
+# the tests need, when any is missing. Needs root; asks apt only when needed.
+set -euo pipefail
+
+packages=(debootstrap umoci libarchive13 zstd xz-utils libcap2-bin)
+missing=()
+for package in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'ok installed'; then
+        missing+=("$package")
+    fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+echo "installing Debian packages: ${missing[*]}" >&2
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
