@@ -1,0 +1,292 @@
+"""Decoding of single 512-byte tar header blocks.
+
+Terms used here:
+
+block
+    One 512-byte unit of a tar stream. Headers, extension headers and padded
+    data all come in whole blocks.
+header block
+    The block that starts an entry or an extension record (GNU long name, PAX
+    extended header). Its layout is one of: v7 (name, mode, ids, size, mtime,
+    checksum, typeflag, link name), ustar (magic ``ustar\\0``, adds user and
+    group names, device numbers and a 155-byte name prefix), GNU (magic
+    ``ustar  \\0``: no prefix, but access and change times and an old-style
+    sparse map), or star (ustar magic with a 130-byte prefix followed by
+    access and change times).
+numeric field
+    Octal digits, optionally led by spaces and ended by a space or NUL, as
+    GNU tar reads them; or GNU base-256: a first byte of 0x80 (positive) or
+    0xff (negative) followed by a big-endian two's complement number.
+
+The functions here see one block at a time. They raise :class:`TarFormatError`,
+which carries only the rule broken; the reader adds the stream, offset and
+entry name before it reaches a caller.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+from .entry import EntryKind, TarEntry
+
+__all__ = [
+    "BLOCK_SIZE",
+    "GNU_MAGIC",
+    "HEADER_ONLY_TYPEFLAGS",
+    "ZERO_BLOCK",
+    "TarFormatError",
+    "decode_header",
+    "padding_after",
+    "parse_number",
+    "parse_old_sparse",
+    "verify_checksum",
+]
+
+BLOCK_SIZE = 512
+ZERO_BLOCK = bytes(BLOCK_SIZE)
+
+# Typeflags whose entries never have data, whatever their size field says.
+# Go's archive/tar (what containerd and most layer builders use) frames them
+# this way, so a hostile size on a directory cannot make this reader and the
+# walking differ disagree on where the next header starts.
+HEADER_ONLY_TYPEFLAGS = frozenset(b"123456")
+
+_KINDS = {
+    b"0": EntryKind.FILE,
+    b"\0": EntryKind.FILE,
+    b"7": EntryKind.FILE,
+    b"S": EntryKind.FILE,
+    b"1": EntryKind.HARDLINK,
+    b"2": EntryKind.SYMLINK,
+    b"3": EntryKind.CHAR,
+    b"4": EntryKind.BLOCK,
+    b"5": EntryKind.DIR,
+    b"6": EntryKind.FIFO,
+    # GNU incremental dumps: a directory whose data lists its contents.
+    b"D": EntryKind.DIR,
+}
+GNU_MAGIC = b"ustar  \0"
+_USTAR_MAGIC = b"ustar\0"
+
+# name mode uid gid size mtime checksum typeflag linkname magic+version
+# uname gname devmajor devminor prefix
+_USTAR = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s")
+
+_CHECKSUM_START = 148
+_CHECKSUM_END = 156
+_CHECKSUM_BLANKS = 8 * ord(" ")
+_ASCII = bytes(range(128))
+
+_GNU_ATIME = slice(345, 357)
+_GNU_CTIME = slice(357, 369)
+_STAR_PREFIX = slice(345, 475)
+_STAR_ATIME = slice(476, 488)
+_STAR_CTIME = slice(488, 500)
+_NS_PER_SECOND = 1_000_000_000
+
+_OLD_SPARSE_ENTRY = 24
+
+
+class TarFormatError(ValueError):
+    """A block or record breaks a rule of the tar format.
+
+    Internal to :mod:`ipcs_fs.tar`: the reader turns it into an
+    :class:`~ipcs_fs.errors.InvalidArgumentError` that names the stream, the
+    offset and the entry.
+    """
+
+
+def padding_after(size: int) -> int:
+    """Return how many bytes pad ``size`` bytes of data to a whole block."""
+    return -size % BLOCK_SIZE
+
+
+def parse_number(field: bytes, what: str, *, signed: bool = False) -> int:
+    """Decode a numeric header field, octal or GNU base-256.
+
+    Raises :class:`TarFormatError` naming ``what`` if the field is neither,
+    or if it is negative and ``signed`` is false. An all-blank field is 0.
+    """
+    if field and field[0] & 0x80:
+        value = _parse_base256(field, what)
+        if value < 0 and not signed:
+            raise TarFormatError(f"negative {what} {value}")
+        return value
+    digits = field.rstrip(b" \0").lstrip(b" ")
+    if digits.isdigit():
+        try:
+            return int(digits, 8)
+        except ValueError:
+            pass  # an 8 or a 9: reported below
+    elif not digits:
+        return 0
+    return _parse_octal_prefix(field, what)
+
+
+def _parse_octal_prefix(field: bytes, what: str) -> int:
+    # GNU tar's rule: leading spaces, octal digits, then the end of the
+    # field, a space or a NUL; anything after that terminator is ignored.
+    rest = field.lstrip(b" ")
+    count = len(rest) - len(rest.lstrip(b"01234567"))
+    if count < len(rest) and rest[count] not in b" \0":
+        raise TarFormatError(f"invalid {what} field {field!r}")
+    return int(rest[:count], 8) if count else 0
+
+
+def _parse_base256(field: bytes, what: str) -> int:
+    # GNU tar accepts only these two lead bytes: 0x80 for a positive number,
+    # 0xff for a negative one; the rest is big-endian.
+    value = int.from_bytes(field[1:], "big")
+    if field[0] == 0x80:
+        return value
+    if field[0] == 0xFF:
+        return value - (1 << (8 * (len(field) - 1)))
+    raise TarFormatError(f"invalid base-256 {what} field {field!r}")
+
+
+def verify_checksum(block: bytes) -> None:
+    """Check a header block's checksum, as unsigned or as signed bytes.
+
+    POSIX sums the bytes as unsigned, with the checksum field counted as
+    spaces; some old Unix tars summed signed chars, and GNU tar accepts both.
+    """
+    recorded = parse_number(block[_CHECKSUM_START:_CHECKSUM_END], "checksum")
+    # Adler-32 with a start value of 0 keeps the plain byte sum in its low
+    # 16 bits, modulo 65521; 256 bytes sum to at most 65280, so each half is
+    # exact. This runs in C instead of a Python loop over 512 bytes.
+    total = (zlib.adler32(block[:256], 0) & 0xFFFF) + (
+        zlib.adler32(block[256:], 0) & 0xFFFF
+    )
+    field_sum = sum(block[_CHECKSUM_START:_CHECKSUM_END])
+    unsigned = total - field_sum + _CHECKSUM_BLANKS
+    if recorded == unsigned:
+        return
+    outside = block[:_CHECKSUM_START] + block[_CHECKSUM_END:]
+    high_bytes = len(outside.translate(None, _ASCII))
+    if recorded == unsigned - 256 * high_bytes:
+        return
+    raise TarFormatError(
+        f"checksum mismatch: header records {recorded}, block sums to {unsigned}"
+    )
+
+
+def _time_ns(field: bytes, what: str) -> int:
+    return parse_number(field, what, signed=True) * _NS_PER_SECOND
+
+
+def _cstring(field: bytes) -> bytes:
+    return field.partition(b"\0")[0]
+
+
+def decode_header(block: bytes) -> TarEntry:
+    """Decode the header block of a real entry (not an extension record).
+
+    Returns a :class:`TarEntry` with the block's own fields; the reader then
+    applies GNU long names, PAX records and sparse maps on top, and sets
+    ``data_size``, ``raw_header`` and ``offset``. ``data_size`` is the size
+    field for entries that carry data and 0 for header-only typeflags.
+    """
+    (
+        name,
+        mode,
+        uid,
+        gid,
+        size_field,
+        mtime,
+        _checksum,
+        typeflag,
+        linkname,
+        magic,
+        uname,
+        gname,
+        devmajor,
+        devminor,
+        prefix,
+    ) = _USTAR.unpack_from(block)
+    size = parse_number(size_field, "size")
+    entry = TarEntry(
+        name=_cstring(name),
+        kind=_KINDS.get(typeflag, EntryKind.FILE),
+        typeflag=typeflag,
+        mode=parse_number(mode, "mode") & 0o7777,
+        uid=parse_number(uid, "uid"),
+        gid=parse_number(gid, "gid"),
+        uname=b"",
+        gname=b"",
+        mtime_ns=_time_ns(mtime, "mtime"),
+        size=size,
+        data_size=0 if typeflag[0] in HEADER_ONLY_TYPEFLAGS else size,
+        linkname=_cstring(linkname),
+    )
+    if magic == GNU_MAGIC:
+        _decode_gnu_fields(entry, block, uname, gname)
+    elif magic[:6] == _USTAR_MAGIC:
+        _decode_ustar_fields(entry, block, uname, gname, prefix)
+    if entry.kind is EntryKind.CHAR or entry.kind is EntryKind.BLOCK:
+        entry.devmajor = parse_number(devmajor, "devmajor")
+        entry.devminor = parse_number(devminor, "devminor")
+    return entry
+
+
+def _decode_gnu_fields(
+    entry: TarEntry, block: bytes, uname: bytes, gname: bytes
+) -> None:
+    entry.uname = _cstring(uname)
+    entry.gname = _cstring(gname)
+    # GNU tar fills these only in incremental dumps; NUL means absent.
+    if block[_GNU_ATIME.start]:
+        entry.atime_ns = _time_ns(block[_GNU_ATIME], "atime")
+    if block[_GNU_CTIME.start]:
+        entry.ctime_ns = _time_ns(block[_GNU_CTIME], "ctime")
+
+
+def _decode_ustar_fields(
+    entry: TarEntry, block: bytes, uname: bytes, gname: bytes, prefix: bytes
+) -> None:
+    entry.uname = _cstring(uname)
+    entry.gname = _cstring(gname)
+    if _is_star(block):
+        prefix = block[_STAR_PREFIX]
+        entry.atime_ns = _time_ns(block[_STAR_ATIME], "atime")
+        entry.ctime_ns = _time_ns(block[_STAR_CTIME], "ctime")
+    prefix = _cstring(prefix)
+    if prefix:
+        entry.name = prefix + b"/" + entry.name
+
+
+def _is_star(block: bytes) -> bool:
+    # GNU tar's test: star ends its 130-byte prefix with a NUL and writes both
+    # times as octal ended by a space. A ustar prefix short enough to leave
+    # byte 130 NUL leaves the time area NUL too, so it never matches.
+    return (
+        block[_STAR_PREFIX.stop] == 0
+        and block[_STAR_ATIME.start] in b"01234567"
+        and block[_STAR_ATIME.stop - 1] == ord(" ")
+        and block[_STAR_CTIME.start] in b"01234567"
+        and block[_STAR_CTIME.stop - 1] == ord(" ")
+    )
+
+
+def parse_old_sparse(
+    block: bytes, start: int, count: int, regions: list[tuple[int, int]]
+) -> bool:
+    """Append the old GNU sparse map entries found in ``block`` to ``regions``.
+
+    The map is ``count`` pairs of 12-byte numeric fields (offset, length)
+    starting at byte ``start``. Returns True when an all-NUL pair ends the
+    map inside this block, False when all ``count`` pairs were used.
+    """
+    for index in range(count):
+        at = start + index * _OLD_SPARSE_ENTRY
+        offset_field = block[at : at + 12]
+        length_field = block[at + 12 : at + 24]
+        if offset_field[0] == 0 and length_field[0] == 0:
+            return True
+        regions.append(
+            (
+                parse_number(offset_field, "sparse offset"),
+                parse_number(length_field, "sparse length"),
+            )
+        )
+    return False
