@@ -128,6 +128,11 @@ class RebuiltTar:
         self._current = self._current[count:]
         return count
 
+    def close(self) -> None:
+        """Stop reading; nothing is held open, so nothing else happens."""
+        self._pieces = iter(())
+        self._current = memoryview(b"")
+
     def verify(self) -> None:
         """Read what is left and check the diff_id; idempotent."""
         for _ in self._drain():

@@ -16,7 +16,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from ..errors import InvalidArgumentError
 from ..ids import Digest
 from ..layer.convert import convert_layer
 from ..layer.rebuild import RebuiltTar, read_layer_root
@@ -34,7 +33,7 @@ from ..oci.mediatypes import (
 from ..oci.transport import open_sink, open_source
 from ..progress import NoProgress, Progress
 from ..store import BlockStore
-from .layers import load_root_block
+from .layers import diff_ids_of, load_root_block
 
 __all__ = [
     "ANNOTATION_DIFF_ID",
@@ -173,7 +172,7 @@ class _Converter:
     def convert_manifest(
         self, source: ImageSource, sink: ImageSink, ref: ManifestRef
     ) -> Manifest:
-        diff_ids = _diff_ids(ref)
+        diff_ids = diff_ids_of(ref)
         docker = ref.manifest.media_type == DOCKER_MANIFEST
         layers = []
         for layer, diff_id in zip(ref.manifest.layers, diff_ids, strict=True):
@@ -260,17 +259,6 @@ class _Converter:
             layer, converted, diff_id, tar.size, root.header.entry_count
         )
         return converted, summary
-
-
-def _diff_ids(ref: ManifestRef) -> tuple[Digest, ...]:
-    layers = ref.manifest.layers
-    if ref.config is None or len(ref.config.diff_ids) != len(layers):
-        count = len(ref.config.diff_ids) if ref.config else 0
-        raise InvalidArgumentError(
-            f"invalid image: manifest {ref.descriptor.digest} lists {len(layers)}"
-            f" layers but its config lists {count} diff_ids"
-        )
-    return ref.config.diff_ids
 
 
 def _progress_chunks(tar: RebuiltTar, progress: Progress):

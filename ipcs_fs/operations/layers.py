@@ -9,13 +9,13 @@ accepts a layer that is not the one the image names.
 
 from __future__ import annotations
 
-from ..errors import NotFoundError
+from ..errors import InvalidArgumentError, NotFoundError
 from ..ids import DAG_PB, Cid, Digest
 from ..layer.hashing import HashingReader
 from ..layer.rebuild import RebuiltTar, read_layer_root
 from ..oci.compression import open_uncompressed
 from ..oci.descriptor import Descriptor
-from ..oci.image import ImageSource
+from ..oci.image import ImageSource, ManifestRef
 from ..oci.mediatypes import is_file_granular
 from ..store import BlockStore
 
@@ -56,3 +56,15 @@ def open_layer_tar(
     blob = source.open_blob(layer)
     tar = open_uncompressed(blob, layer.media_type)
     return HashingReader(tar, expected=diff_id, source=str(layer.digest))
+
+
+def diff_ids_of(ref: ManifestRef) -> tuple[Digest, ...]:
+    """Return the config's diff_ids, one per layer of the manifest."""
+    layers = ref.manifest.layers
+    count = len(ref.config.diff_ids) if ref.config else 0
+    if ref.config is None or count != len(layers):
+        raise InvalidArgumentError(
+            f"invalid image: manifest {ref.descriptor.digest} lists {len(layers)}"
+            f" layers but its config lists {count} diff_ids"
+        )
+    return ref.config.diff_ids
