@@ -23,10 +23,10 @@ UTF-8, because file names from tar layers need not be UTF-8.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 from ..errors import InvalidArgumentError
-from ..ids import Cid
+from ..ids import SHA2_256, Cid
 from . import wire
 
 __all__ = [
@@ -68,6 +68,7 @@ _KEY_HASH = wire.encode_key(1, wire.LEN)  # PBLink.Hash
 _KEY_NAME = wire.encode_key(2, wire.LEN)  # PBLink.Name
 _KEY_TSIZE = wire.encode_key(3, wire.VARINT)  # PBLink.Tsize
 
+_SHA2_256_PREFIX = bytes((SHA2_256, 32))
 _LINK_FIELDS = {1: ("Hash", wire.LEN), 2: ("Name", wire.LEN), 3: ("Tsize", wire.VARINT)}
 
 
@@ -192,29 +193,39 @@ def _decode_node(block: Block) -> Node:
 
 
 def _decode_link(block: Block, start: int, end: int) -> Link:
+    """Decode a PBLink, reading each field only at its place in the order."""
     raw_cid: bytes | None = None
     name = b""
     tsize = 0
-    offset = start
+    offset = field_start = start
     last_field = 0
-    while offset < end:
-        field_start = offset
-        field_number, wire_type, offset = wire.decode_key(block, offset)
-        _check_link_field(field_number, wire_type, last_field, field_start)
-        last_field = field_number
-        if field_number == 3:
-            tsize, offset = wire.decode_varint(block, offset)
-        else:
-            value_start, offset = wire.decode_len(block, offset)
-            if field_number == 1:
-                raw_cid = bytes(block[value_start:offset])
-            else:
-                name = bytes(block[value_start:offset])
-        if offset > end:
-            raise InvalidArgumentError(
-                f"PBLink field at {field_start} overruns its link"
-            )
+    # The three keys are single bytes, so comparing one byte reads the key.
+    if offset < end and block[offset] == _KEY_HASH[0]:
+        field_start, last_field = offset, 1
+        raw_cid, offset = _read_bytes(block, offset + 1)
+    if offset < end and block[offset] == _KEY_NAME[0]:
+        field_start, last_field = offset, 2
+        name, offset = _read_bytes(block, offset + 1)
+    if offset < end and block[offset] == _KEY_TSIZE[0]:
+        field_start, last_field = offset, 3
+        tsize, offset = wire.decode_varint(block, offset + 1)
+    if offset > end:
+        raise InvalidArgumentError(f"PBLink field at {field_start} overruns its link")
+    if offset < end:
+        _reject_link_field(block, offset, last_field)
     return Link(_parse_hash(raw_cid, start), name, tsize)
+
+
+def _read_bytes(block: Block, offset: int) -> tuple[bytes, int]:
+    start, end = wire.decode_len(block, offset)
+    return bytes(block[start:end]), end
+
+
+def _reject_link_field(block: Block, offset: int, last: int) -> NoReturn:
+    """Raise for the PBLink field at ``offset``, which broke a rule."""
+    number, wire_type, _ = wire.decode_key(block, offset)
+    _check_link_field(number, wire_type, last, offset)
+    raise InvalidArgumentError(f"invalid PBLink field {number} at offset {offset}")
 
 
 def _check_link_field(number: int, wire_type: int, last: int, offset: int) -> None:
@@ -238,6 +249,15 @@ def _check_link_field(number: int, wire_type: int, last: int, offset: int) -> No
 def _parse_hash(raw_cid: bytes | None, offset: int) -> Cid:
     if raw_cid is None:
         raise InvalidArgumentError(f"PBLink without Hash at offset {offset}")
+    if (
+        len(raw_cid) == 36
+        and raw_cid[0] == 1
+        and raw_cid[1] < 0x80
+        and raw_cid[2:4] == _SHA2_256_PREFIX
+    ):
+        # The CIDv1 with a one-byte codec and a sha2-256 digest that nearly
+        # every link has, accepted without the general parser.
+        return Cid(raw_cid, raw_cid[1])
     try:
         return Cid.from_bytes(raw_cid)
     except InvalidArgumentError as error:

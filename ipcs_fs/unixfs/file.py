@@ -175,7 +175,7 @@ def read_file(
         yield block
         return
     node = _load_node(cid, block)
-    yield from _read_node(get, cid, node, max_depth)
+    yield from _read_node(get, cid, node, 0, max_depth)
 
 
 class _FileNode(NamedTuple):
@@ -220,7 +220,7 @@ def _check_sizes(cid: Cid, links: tuple[Link, ...], message: UnixfsData) -> _Fil
 
 
 def _read_node(
-    get: GetBlock, cid: Cid, node: _FileNode, depth_left: int
+    get: GetBlock, cid: Cid, node: _FileNode, depth: int, max_depth: int
 ) -> Iterator[bytes]:
     if node.data:
         yield node.data
@@ -230,14 +230,14 @@ def _read_node(
             _check_child_size(cid, link.cid, declared, len(block))
             yield block
             continue
-        if depth_left <= 0:
+        if depth == max_depth:
             raise ResourceExhaustedError(
-                f"failed to read file {cid}: child {link.cid} is past the"
-                " maximum depth of file nodes"
+                f"failed to read file {cid}: child node {link.cid} is at depth"
+                f" {depth + 1}, past the limit of {max_depth}"
             )
         child = _load_node(link.cid, block)
         _check_child_size(cid, link.cid, declared, child.size)
-        yield from _read_node(get, link.cid, child, depth_left - 1)
+        yield from _read_node(get, link.cid, child, depth + 1, max_depth)
 
 
 def _check_child_size(parent: Cid, child: Cid, declared: int, actual: int) -> None:
