@@ -8,15 +8,21 @@ for byte, so the engine always reads a tar stream).
 The rules are the OCI image spec's changeset rules as containerd's walking
 differ applies them, with these differences:
 
+- whiteouts and opaque markers remove only lower content, wherever they stand
+  in the tar, and a directory whose lower version they hide keeps only what
+  this layer wrote, with implied-directory metadata unless the layer records
+  it; names under ``.wh..wh.*`` (aufs metadata) are skipped;
 - every directory the layer records keeps the mode and times the layer gives
   it, set after all its children; a directory the layer does not record but
   whose children it changes keeps the times it had before;
 - in an overlay upper directory, lower layers are read through, so a symbolic
   link of a lower layer is followed and a hard link to a lower file works;
-- ``trusted.overlay.*`` attributes in a layer are dropped with a warning, so a
-  layer cannot forge overlayfs whiteouts, opaque directories or redirects;
-- a hard link is a new name only: the link entry's owner, mode and times are
-  not applied to the shared inode.
+- ``trusted.*`` attributes in a layer are dropped with a warning, so a layer
+  cannot forge overlayfs whiteouts, opaque directories or redirects
+  (``trusted.overlay.*``) nor other metadata reserved for the host;
+- a hard link entry's owner, mode and times go to the shared inode, as in
+  containerd, but a ``security.capability`` that the change of owner clears
+  is put back unless the link entry lists xattrs of its own.
 """
 
 from __future__ import annotations
@@ -97,7 +103,7 @@ class ApplyStats:
     whiteouts: int
     """Whiteouts and opaque markers applied."""
     xattrs_dropped: int
-    """``trusted.overlay.*`` attributes that the layer carried and that were dropped."""
+    """``trusted.*`` attributes that the layer carried and that were dropped."""
     xattrs_unsupported: int
     """Attributes the file system rejected for their file type, skipped."""
     copied_bytes: int

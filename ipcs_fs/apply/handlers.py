@@ -54,6 +54,8 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _BUFFER_SIZE = 1 << 20
+_CAPABILITY = b"security.capability"
+_TRUSTED_PREFIX = b"trusted."
 _DEVICE_FORMATS = {
     EntryKind.CHAR: stat.S_IFCHR,
     EntryKind.BLOCK: stat.S_IFBLK,
@@ -268,42 +270,80 @@ def _apply_device(
 def _apply_hardlink(
     state: LayerState, entry: TarEntry, parent: DirHandle, components: Components
 ) -> None:
-    """Link without copying metadata: the link shares its target's inode.
+    """Link ``components`` to the entry's target, then apply the entry's metadata.
 
-    Setting the owner again through the new name would clear the target's
-    ``security.capability``, which tar does not repeat on link entries.
+    The owner, mode and times of the link entry go to the shared inode, as
+    containerd applies them, so the last name listed sets them for all.
     """
-    link = clean_link_name(entry.linkname)
-    if link is None:
-        raise RuleError(
-            f"hard link target {display(entry.linkname)} is outside the root"
-        )
-    if not link:
-        raise RuleError("hard link target is the root")
-    missing = RuleError(f"hard link target {display(link)} not found")
-    source = state.target.walk(link[:-1], create=False)
-    if source is None:
-        raise missing
+    source, source_name, link = _resolve_link_target(state, entry)
     name = components[-1]
-    if source.path + link[-1:] == parent.path + (name,):
+    if source.path + (source_name,) == parent.path + (name,):
         raise RuleError(f"hard link to itself: {display(link)}")
     try:
         _replace(
             state,
             parent,
             name,
-            lambda: state.target.link(source, link[-1], parent, name),
+            lambda: state.target.link(source, source_name, parent, name),
         )
     except FileNotFoundError as error:
-        raise missing from error
+        raise RuleError(f"hard link target {display(link)} not found") from error
     except PermissionError as error:
-        # link(2) answers EPERM for a directory.
-        if _is_directory(source, link[-1]):
-            raise RuleError(
-                f"hard link target {display(link)} is a directory"
-            ) from error
+        # link(2) fails with EPERM for a directory.
+        if _is_directory(source, source_name):
+            message = f"hard link target {display(link)} is a directory"
+            raise RuleError(message) from error
         raise
+    _set_link_metadata(state, entry, parent, name)
     state.mark_written(parent.path + (name,), False)
+
+
+def _resolve_link_target(
+    state: LayerState, entry: TarEntry
+) -> tuple[DirHandle, bytes, Components]:
+    """Return the directory and name of a hard link's target, and its path."""
+    link = clean_link_name(entry.linkname)
+    if link is None:
+        target = display(entry.linkname)
+        raise RuleError(f"hard link target {target} is outside the root")
+    if not link:
+        raise RuleError("hard link target is the root")
+    source = state.target.walk(link[:-1], create=False)
+    if source is None:
+        raise RuleError(f"hard link target {display(link)} not found")
+    return source, link[-1], link
+
+
+def _set_link_metadata(
+    state: LayerState, entry: TarEntry, parent: DirHandle, name: bytes
+) -> None:
+    """Apply a link entry's metadata to the inode it now shares.
+
+    Where the owner changes, chown clears ``security.capability``; tar does
+    not repeat xattrs on link entries, so the value the target had is put back
+    unless the link entry lists its own.
+    """
+    st = os.stat(name, dir_fd=parent.fd, follow_symlinks=False)
+    path = proc_path(parent.fd, name)
+    if (st.st_uid, st.st_gid) != (entry.uid, entry.gid):
+        capability = _read_capability(path)
+        os.chown(name, entry.uid, entry.gid, dir_fd=parent.fd, follow_symlinks=False)
+        if capability is not None and _CAPABILITY not in entry.xattrs:
+            os.setxattr(path, _CAPABILITY, capability, follow_symlinks=False)
+    if not stat.S_ISLNK(st.st_mode):
+        os.chmod(name, entry.mode, dir_fd=parent.fd, follow_symlinks=False)
+    setter = partial(os.setxattr, path, follow_symlinks=False)
+    _write_xattrs(state, entry, _xattrs(state, entry), setter)
+    os.utime(name, ns=_times(entry), dir_fd=parent.fd, follow_symlinks=False)
+
+
+def _read_capability(path: bytes) -> bytes | None:
+    try:
+        return os.getxattr(path, _CAPABILITY, follow_symlinks=False)
+    except OSError as error:
+        if error.errno in (errno.ENODATA, errno.ENOTSUP):
+            return None
+        raise
 
 
 def _is_directory(parent: DirHandle, name: bytes) -> bool:
@@ -369,19 +409,18 @@ def _set_metadata_at(
 
 
 def _xattrs(state: LayerState, entry: TarEntry) -> list[tuple[bytes, bytes]]:
-    """Return the entry's xattrs, without overlay metadata.
+    """Return the entry's xattrs without the ``trusted.*`` namespace.
 
-    A ``trusted.overlay.*`` attribute in a layer would make overlayfs treat the
-    file as a whiteout, an opaque directory or a redirect, so it is dropped.
+    ``trusted.overlay.*`` would make overlayfs treat the file as a whiteout, an
+    opaque directory or a redirect. Other ``trusted.*`` names are reserved for
+    privileged host software in the same way, so a layer sets none of them.
     """
     kept = []
     for key, value in entry.xattrs.items():
-        if key.startswith(OVERLAY_XATTR_PREFIX):
+        if key.startswith(_TRUSTED_PREFIX):
             state.xattrs_dropped += 1
             logger.warning(
-                "dropped overlay xattr %s of %s",
-                display(key),
-                display(entry.name),
+                "dropped trusted xattr %s of %s", display(key), display(entry.name)
             )
         else:
             kept.append((key, value))

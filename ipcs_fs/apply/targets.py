@@ -559,7 +559,18 @@ class OverlayUpperTarget(MountedTarget):
     def link(
         self, source: DirHandle, source_name: bytes, parent: DirHandle, name: bytes
     ) -> None:
-        """Make a hard link, first copying up a target only a lower layer holds."""
+        """Make a hard link, first copying up a target only a lower layer holds.
+
+        A whiteout at the target means the target was deleted, so the result
+        is :class:`FileNotFoundError` rather than a link to the whiteout.
+        """
+        try:
+            st = os.stat(source_name, dir_fd=source.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            pass
+        else:
+            if is_whiteout_device(st):
+                raise FileNotFoundError(errno.ENOENT, "whiteout", source_name)
         try:
             super().link(source, source_name, parent, name)
             return

@@ -96,9 +96,11 @@ def symlink(name: str | bytes, target: str | bytes, **fields: object) -> Member:
     return info, b""
 
 
-def hardlink(name: str | bytes, target: str | bytes, **fields: object) -> Member:
+def hardlink(
+    name: str | bytes, target: str | bytes, *, mode: int = 0o644, **fields: object
+) -> Member:
     """Return a hard link member."""
-    info = _info(name, tarfile.LNKTYPE, mode=0o644, **fields)  # type: ignore[arg-type]
+    info = _info(name, tarfile.LNKTYPE, mode=mode, **fields)  # type: ignore[arg-type]
     info.linkname = os.fsdecode(target)
     return info, b""
 

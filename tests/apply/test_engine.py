@@ -292,12 +292,26 @@ def test_hardlink_to_directory_rejected(tmp_path: Path) -> None:
 def test_hardlink_keeps_target_capability(tmp_path: Path) -> None:
     caps = {b"security.capability": CAPABILITY}
     apply(
-        tmp_path, file("ping", b"p", mode=0o4755, xattrs=caps), hardlink("p2", "ping")
+        tmp_path,
+        file("ping", b"p", mode=0o4755, xattrs=caps),
+        hardlink("p2", "ping", uid=5, mode=0o4750),
     )
 
-    node = snapshot(tmp_path)[b"p2"]
-    assert node.xattrs == caps
-    assert node.mode == 0o4755
+    expected = file_node(b"p", mode=0o4750, uid=5, xattrs=caps, link_group=b"p2")
+    assert_tree(tmp_path, {b"ping": expected, b"p2": expected})
+
+
+def test_hardlink_entry_metadata_applied(tmp_path: Path) -> None:
+    apply(
+        tmp_path,
+        file("a", b"a", mode=0o640, uid=1, gid=2),
+        hardlink("b", "a", mode=0o750, uid=9, gid=8, mtime_ns=12345),
+    )
+
+    expected = file_node(
+        b"a", mode=0o750, uid=9, gid=8, mtime_ns=12345, link_group=b"a"
+    )
+    assert_tree(tmp_path, {b"a": expected, b"b": expected})
 
 
 # Metadata
@@ -388,16 +402,19 @@ def test_redefined_directory_drops_old_xattrs(tmp_path: Path) -> None:
     assert_tree(tmp_path, {b"d": dir_node(mode=0o700, xattrs={b"user.new": b"2"})})
 
 
-def test_overlay_xattrs_dropped_with_warning(
+def test_trusted_xattrs_dropped_with_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    xattrs = {b"trusted.overlay.opaque": b"y", b"user.ok": b"1"}
+    xattrs = {b"trusted.overlay.opaque": b"y", b"user.ok": b"1", b"trusted.x": b"2"}
     with caplog.at_level(logging.WARNING, logger="ipcs_fs.apply.handlers"):
         stats = apply(tmp_path, directory("d/", xattrs=xattrs), file("d/f", b""))
 
-    assert stats.xattrs_dropped == 1
+    assert stats.xattrs_dropped == 2
     assert snapshot(tmp_path)[b"d"].xattrs == {b"user.ok": b"1"}
-    assert caplog.messages == ["dropped overlay xattr trusted.overlay.opaque of d/"]
+    assert caplog.messages == [
+        "dropped trusted xattr trusted.overlay.opaque of d/",
+        "dropped trusted xattr trusted.x of d/",
+    ]
 
 
 # Special files

@@ -1,0 +1,94 @@
+"""Every edge case of ``fixtures.edgecases`` through both targets.
+
+Each case's layers are applied in order into an empty root; the tree must
+equal the case's expected tree, or applying must raise its expected error. The
+overlay target is checked through a real read-only overlayfs mount of the
+upper directories, so the whiteout encoding is judged by the kernel.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from fixtures.edgecases import CASES, LARGE_CASES, Case, StreamedCase
+from fixtures.tree import Node, assert_tree_matches, snapshot
+from ipcs_fs.apply import apply_layer
+from tests.apply.stacks import apply_mounted, apply_overlay
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+# Cases whose expectation disagrees with the tar reader, not with the engine.
+_READER_DISAGREES = {
+    "root_entry_file_rejected": (
+        "the tar reader reads typeflag 0 with a trailing slash as a directory"
+    ),
+    "truncated_data": "the tar reader names the offset where the data starts",
+}
+
+_TARGETS: dict[str, Callable[[Sequence[bytes], Path], dict[bytes, Node]]] = {
+    "mounted": apply_mounted,
+    "overlay": apply_overlay,
+}
+
+
+def _case_params() -> list[object]:
+    params = []
+    for name in sorted(CASES):
+        marks = []
+        if name in _READER_DISAGREES:
+            marks.append(pytest.mark.xfail(reason=_READER_DISAGREES[name], strict=True))
+        params.append(pytest.param(name, marks=marks, id=name))
+    return params
+
+
+def _check(case: Case, apply_stack: Callable, base: Path) -> None:
+    if case.expected_error is not None:
+        with pytest.raises(Exception) as error:
+            apply_stack(case.layers, base)
+        assert case.expected_error.matches(error.value), repr(error.value)
+        return
+    assert case.expected is not None
+    assert_tree_matches(case.expected, apply_stack(case.layers, base))
+
+
+@pytest.mark.parametrize("target", sorted(_TARGETS))
+@pytest.mark.parametrize("name", _case_params())
+def test_edge_case(tmp_path: Path, name: str, target: str) -> None:
+    _check(CASES[name], _TARGETS[target], tmp_path)
+
+
+class _ChunkStream(io.RawIOBase):
+    """A readable stream over an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._pending = memoryview(chunk)
+        count = min(len(buffer), len(self._pending))
+        buffer[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count
+
+
+@pytest.mark.parametrize("name", sorted(LARGE_CASES))
+def test_large_edge_case(tmp_path: Path, name: str) -> None:
+    case: StreamedCase = LARGE_CASES[name]
+    for index, layer_stream in enumerate(case.layer_streams):
+        stream = _ChunkStream(layer_stream())
+        apply_layer(stream, tmp_path, source=f"{name} layer {index}")
+
+    assert_tree_matches(case.expected, snapshot(tmp_path))
