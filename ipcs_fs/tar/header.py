@@ -25,6 +25,7 @@ entry name before it reaches a caller.
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 
@@ -69,9 +70,12 @@ _KINDS = {
 GNU_MAGIC = b"ustar  \0"
 _USTAR_MAGIC = b"ustar\0"
 
-# name mode uid gid size mtime checksum typeflag linkname magic+version
-# uname gname devmajor devminor prefix
-_USTAR = struct.Struct("100s8s8s8s12s12s8sc100s8s32s32s8s8s155s")
+# name, then (after mode uid gid size mtime checksum) typeflag linkname
+# magic+version uname gname devmajor devminor prefix
+_TEXT_FIELDS = struct.Struct("100s48x8xc100s8s32s32s8s8s155s")
+_COMMON_NUMBERS = re.compile(
+    rb"([0-7]{7})[ \0]([0-7]{7})[ \0]([0-7]{7})[ \0]([0-7]{11})[ \0]([0-7]{11})[ \0]"
+)
 
 _CHECKSUM_START = 148
 _CHECKSUM_END = 156
@@ -187,37 +191,23 @@ def decode_header(block: bytes) -> TarEntry:
     ``data_size``, ``raw_header`` and ``offset``. ``data_size`` is the size
     field for entries that carry data and 0 for header-only typeflags.
     """
-    (
-        name,
-        mode,
-        uid,
-        gid,
-        size_field,
-        mtime,
-        _checksum,
-        typeflag,
-        linkname,
-        magic,
-        uname,
-        gname,
-        devmajor,
-        devminor,
-        prefix,
-    ) = _USTAR.unpack_from(block)
-    size = parse_number(size_field, "size")
+    name, typeflag, linkname, magic, uname, gname, devmajor, devminor, prefix = (
+        _TEXT_FIELDS.unpack_from(block)
+    )
+    mode, uid, gid, size, mtime = _decode_numbers(block)
     entry = TarEntry(
-        name=_cstring(name),
+        name=name.partition(b"\0")[0],
         kind=_KINDS.get(typeflag, EntryKind.FILE),
         typeflag=typeflag,
-        mode=parse_number(mode, "mode") & 0o7777,
-        uid=parse_number(uid, "uid"),
-        gid=parse_number(gid, "gid"),
+        mode=mode & 0o7777,
+        uid=uid,
+        gid=gid,
         uname=b"",
         gname=b"",
-        mtime_ns=_time_ns(mtime, "mtime"),
+        mtime_ns=mtime * _NS_PER_SECOND,
         size=size,
         data_size=0 if typeflag[0] in HEADER_ONLY_TYPEFLAGS else size,
-        linkname=_cstring(linkname),
+        linkname=linkname.partition(b"\0")[0],
     )
     if magic == GNU_MAGIC:
         _decode_gnu_fields(entry, block, uname, gname)
@@ -227,6 +217,23 @@ def decode_header(block: bytes) -> TarEntry:
         entry.devmajor = parse_number(devmajor, "devmajor")
         entry.devminor = parse_number(devminor, "devminor")
     return entry
+
+
+def _decode_numbers(block: bytes) -> tuple[int, int, int, int, int]:
+    """Return mode, uid, gid, size and mtime (in seconds) of a header block."""
+    # Nearly every writer (GNU tar, Go, Python) fills these fields with
+    # zero-padded octal and one terminator; one regex match checks all five.
+    match = _COMMON_NUMBERS.match(block, 100, 148)
+    if match is not None:
+        mode, uid, gid, size, mtime = match.groups()
+        return int(mode, 8), int(uid, 8), int(gid, 8), int(size, 8), int(mtime, 8)
+    return (
+        parse_number(block[100:108], "mode"),
+        parse_number(block[108:116], "uid"),
+        parse_number(block[116:124], "gid"),
+        parse_number(block[124:136], "size"),
+        parse_number(block[136:148], "mtime", signed=True),
+    )
 
 
 def _decode_gnu_fields(

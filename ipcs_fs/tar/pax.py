@@ -96,17 +96,21 @@ class SparseInfo:
     """``GNU.sparse.name``: the real path, which wins over every other name."""
 
 
-def parse_records(body: bytes, end: int) -> list[tuple[bytes, bytes]]:
+def parse_records(body: bytes, end: int, max_records: int) -> list[tuple[bytes, bytes]]:
     """Split ``body[:end]``, a PAX extended header body, into (key, value)
     records, in order.
 
     Every byte up to ``end`` must belong to a record. Raises
-    :class:`TarFormatError` for a bad length, a missing ``=`` or newline, or
-    an empty key.
+    :class:`TarFormatError` for a bad length, a missing ``=`` or newline, an
+    empty key, or more than ``max_records`` records.
     """
     records = []
     position = 0
     while position < end:
+        if len(records) == max_records:
+            raise TarFormatError(
+                f"PAX extended header has more than {max_records} records"
+            )
         key, value, position = _parse_record(body, position, end)
         records.append((key, value))
     return records

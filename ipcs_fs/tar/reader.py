@@ -84,6 +84,10 @@ _READ_SIZE = 1 << 20
 # read_data() for more: decompressors allocate the whole request up front.
 _MAX_READ = 16 << 20
 _MAX_GLOBAL_RECORDS = 1024
+# A decoded PAX record costs about 100 bytes of memory (a tuple and two bytes
+# objects) for as little as 5 bytes of input, so an extended header may hold
+# at most max_header_bytes / 64 records: 262144 at the default limit.
+_RECORD_MEMORY = 64
 _MAX_NAME_IN_MESSAGE = 200
 
 _TYPEFLAG = slice(156, 157)
@@ -149,7 +153,7 @@ class TarReader:
     offset and the entry; after an error the reader raises it again on every
     call. Raw headers are held in memory, so each entry's raw header (and the
     trailer) may not exceed ``max_header_bytes``, nor a sparse map
-    ``max_sparse_regions`` regions (about 100 bytes of memory each).
+    ``max_sparse_regions`` regions (about 130 bytes of memory each).
 
     Example::
 
@@ -166,7 +170,7 @@ class TarReader:
         *,
         source: str = "",
         max_header_bytes: int = 16 << 20,
-        max_sparse_regions: int = 1 << 20,
+        max_sparse_regions: int = 1 << 18,
     ) -> None:
         if max_header_bytes < 2 * BLOCK_SIZE:
             raise InvalidArgumentError(
@@ -179,6 +183,7 @@ class TarReader:
         self._source = source
         self._max_header_bytes = max_header_bytes
         self._max_sparse_regions = max_sparse_regions
+        self._max_records = max_header_bytes // _RECORD_MEMORY
         self._buffer = b""
         self._position = 0
         self._stream_offset = 0
@@ -329,9 +334,9 @@ class TarReader:
         if typeflag in _PAX_LOCAL:
             if pending.local is not None:
                 raise TarFormatError("second PAX extended header for one entry")
-            pending.local = parse_records(body, size)
+            pending.local = parse_records(body, size, self._max_records)
         elif typeflag == _PAX_GLOBAL:
-            update_globals(self._globals, parse_records(body, size))
+            update_globals(self._globals, parse_records(body, size, self._max_records))
             if len(self._globals) > _MAX_GLOBAL_RECORDS:
                 raise TarFormatError(
                     f"more than {_MAX_GLOBAL_RECORDS} global PAX records in force"

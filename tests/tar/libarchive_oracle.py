@@ -15,7 +15,7 @@ from libarchive import ffi
 
 from ipcs_fs.tar import EntryKind, TarEntry
 
-__all__ = ["OracleEntry", "read_with_libarchive", "expected_from_reader"]
+__all__ = ["OracleEntry", "expected_from_reader", "read_with_libarchive"]
 
 _lib = ffi.libarchive
 for _name in ("pathname", "symlink", "hardlink", "uname", "gname"):
@@ -143,7 +143,9 @@ def _sparse(pointer: int) -> list[tuple[int, int]]:
     offset = ctypes.c_int64()
     length = ctypes.c_int64()
     while (
-        _lib.archive_entry_sparse_next(pointer, ctypes.byref(offset), ctypes.byref(length))
+        _lib.archive_entry_sparse_next(
+            pointer, ctypes.byref(offset), ctypes.byref(length)
+        )
         == 0
     ):
         if length.value:

@@ -11,9 +11,7 @@ from ipcs_fs.tar import TarEntry, TarReader
 __all__ = ["read_all", "read_file_checked"]
 
 
-def read_all(
-    data: bytes, **options: int
-) -> tuple[list[TarEntry], list[bytes], bytes]:
+def read_all(data: bytes, **options: int) -> tuple[list[TarEntry], list[bytes], bytes]:
     """Return the entries, their data and the trailer of ``data``.
 
     Fails the test unless raw headers, data and trailer concatenate back to

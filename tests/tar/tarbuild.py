@@ -145,9 +145,8 @@ def pax(
 def long_name(value: bytes, typeflag: bytes = b"L") -> bytes:
     """Return a GNU long name (``L``) or long link (``K``) record."""
     body = value + b"\x00"
-    return (
-        header(b"././@LongLink", typeflag=typeflag, size=len(body), magic=GNU)
-        + pad(body)
+    return header(b"././@LongLink", typeflag=typeflag, size=len(body), magic=GNU) + pad(
+        body
     )
 
 

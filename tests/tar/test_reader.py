@@ -536,8 +536,7 @@ def test_pax_record_without_equals() -> None:
     data = pax(b"12 path=abc\n11 nokey12\n") + member(b"f") + end()
 
     assert _error(data) == (
-        "invalid tar header at offset 0 in test.tar: PAX record at byte 12 has"
-        " no '='"
+        "invalid tar header at offset 0 in test.tar: PAX record at byte 12 has no '='"
     )
 
 
@@ -645,6 +644,49 @@ def test_header_limit_must_fit_a_header() -> None:
     with pytest.raises(InvalidArgumentError) as caught:
         TarReader(io.BytesIO(b""), max_header_bytes=1000)
 
-    assert str(caught.value) == (
-        "invalid max_header_bytes 1000: must be at least 1024"
-    )
+    assert str(caught.value) == ("invalid max_header_bytes 1000: must be at least 1024")
+
+
+class _SizedZeroData:
+    """A header, ``size`` bytes of data that are never materialised, then
+    ``tail``; readinto() only counts, so skipping 9 GiB is cheap."""
+
+    def __init__(self, head: bytes, size: int, tail: bytes) -> None:
+        self._parts = [(head, len(head)), (None, size), (tail, len(tail))]
+        self._index = 0
+        self._offset = 0
+
+    def readinto(self, view: memoryview) -> int:
+        while self._index < len(self._parts):
+            data, length = self._parts[self._index]
+            count = min(len(view), length - self._offset)
+            if count:
+                if data is not None:
+                    view[:count] = data[self._offset : self._offset + count]
+                self._offset += count
+                return count
+            self._index += 1
+            self._offset = 0
+        return 0
+
+    def read(self, size: int) -> bytes:
+        buffer = bytearray(size)
+        return bytes(buffer[: self.readinto(memoryview(buffer))])
+
+
+def test_base256_size_over_8_gib() -> None:
+    size = 9 << 30
+    raw = {"size": b"\x80" + size.to_bytes(11, "big")}
+    tail = member(b"after", b"tail") + end()
+    stream = _SizedZeroData(header(b"nine-gib", raw=raw), size, tail)
+    reader = TarReader(stream)
+
+    first = next(reader)
+    second = next(reader)
+
+    assert (first.size, first.data_size) == (size, size)
+    assert second.name == b"after"
+    assert second.offset == 512 + size
+    assert reader.read_data() == b"tail"
+    assert list(reader) == []
+    assert reader.offset == 512 + size + len(tail)

@@ -104,6 +104,7 @@ def test_pax_size_on_hardlink_has_no_data() -> None:
     assert [entry.name for entry in entries] == [b"l", b"f"]
     assert entries[0].size == 600
     assert entries[0].data_size == 0
+    assert contents == [b"", b""]
 
 
 def test_pax_device_numbers() -> None:
@@ -421,6 +422,7 @@ def test_pax_sparse_0_1_with_name() -> None:
     assert entries[0].name == b"real/name"
     assert entries[0].sparse == [(10, 2), (98, 2)]
     assert (entries[0].size, entries[0].data_size) == (100, 4)
+    assert contents == [b"wxyz"]
 
 
 def test_pax_sparse_1_0_map_in_data() -> None:
@@ -555,4 +557,14 @@ def test_sparse_records_on_directory() -> None:
     assert _error(data) == (
         "invalid tar header for 'd/' at offset 1024 in test.tar: GNU sparse"
         " records on an entry without data"
+    )
+
+
+def test_pax_record_count_limit() -> None:
+    records = [(b"k", b"")] * 65
+    data = pax(records) + member(b"f") + end()
+
+    assert _error(data, max_header_bytes=4096) == (
+        "invalid tar header at offset 0 in test.tar: PAX extended header has"
+        " more than 64 records"
     )
