@@ -12,10 +12,10 @@ Terms:
 - *leaf*: a raw block (codec ``raw``) holding one chunk.
 - *file DAG*: the leaves of a file and the nodes above them; *filesize* is
   the content length, *blocksizes* the content length under each link.
-- *directory*: a basic node or a HAMT of shard nodes whose links name
-  entries; each link can carry an *entry record* (opaque bytes), and a
-  layer's root carries a *layer header*, both in extension fields of the
-  UnixFS Data message that other readers skip.
+- *directory*: a basic node, or a HAMT of shard nodes, whose links name
+  entries. Each link can carry an *entry record* (opaque bytes), and a
+  layer's root carries a *layer header*. Both sit in extension fields of the
+  UnixFS Data message, which other readers skip.
 
 A file DAG, as ``ipfs add --cid-version=1`` builds it (balanced layout, at
 most 174 links per node, here 175 chunks)::

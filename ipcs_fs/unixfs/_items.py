@@ -1,8 +1,8 @@
 """Types and checks shared by the basic directory and HAMT modules.
 
-A directory *item* is one link of a directory as its builder receives it and
-its reader returns it: the entry's name, the CID and Tsize of what it links
-to, and the entry record that ipcs-fs stores beside the link.
+A directory *item* is one link of a directory, as its builder receives it and
+its reader returns it. It has the entry's name, the CID and Tsize of what it
+links to, and the entry record that ipcs-fs stores beside the link.
 """
 
 from __future__ import annotations

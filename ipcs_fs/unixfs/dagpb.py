@@ -9,8 +9,8 @@ A dag-pb *node* is this protobuf (IPLD dag-pb specification)::
 A *link* names a child block by its binary CID (``Hash``), with a ``Name``
 and the child's ``Tsize``: the total bytes of the blocks under it. The
 canonical form writes all links first, sorted by name as bytes, then
-``Data``; kubo also writes ``Name`` (empty for file chunks) and ``Tsize`` on
-every link, so the encoder always writes both.
+``Data``. kubo writes ``Name`` (empty for file chunks) and ``Tsize`` on every
+link, so the encoder always writes both.
 
 :func:`decode_node` applies the specification's strictness rules: ``PBLink``
 fields in field-number order, no duplicate field, no unknown field or wire

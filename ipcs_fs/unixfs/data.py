@@ -264,7 +264,7 @@ def _convert(name: str, value: int | bytes, offset: int) -> object:
     if name == "type":
         return _to_data_type(cast(int, value), offset)
     if name == "mode" and cast(int, value) > _MAX_UINT32:
-        raise InvalidArgumentError(f"mode {value} over 32 bits at offset {offset}")
+        raise InvalidArgumentError(f"mode {value!r} over 32 bits at offset {offset}")
     if name == "mtime":
         return _decode_mtime(cast(bytes, value), offset)
     return value

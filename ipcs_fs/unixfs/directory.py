@@ -8,9 +8,10 @@ A directory is stored in one of two forms:
   directories too large for one node.
 
 The choice follows kubo's rule, so that a directory with empty records is
-byte-identical to what ``ipfs add`` builds: kubo estimates a directory as
-the sum over its links of name length plus binary CID length, and shards when
-that estimate exceeds 256 KiB (:data:`SHARD_THRESHOLD`). Records are left
+byte-identical to what ``ipfs add`` builds. kubo (boxo's default
+SizeEstimationLinks) estimates a directory as the sum over its links of name
+length plus binary CID length. It shards when that estimate exceeds 256 KiB
+(:data:`SHARD_THRESHOLD`), and so does the JS importer. Records are left
 out of the estimate, so they do not change the shape kubo would give the same
 files. Because records can be large, a basic node that would still exceed
 :data:`~ipcs_fs.unixfs.dagpb.MAX_BLOCK_SIZE` with its records becomes a HAMT
@@ -86,7 +87,7 @@ def build_directory(
     """
     entries = check_items(items)
     estimate = sum(len(item.name) + len(item.cid.raw) for item in entries)
-    if estimate > shard_threshold:
+    if entries and estimate > shard_threshold:
         return hamt.build_hamt(entries, put, layer_header=layer_header)
     block = _encode_basic(entries, layer_header)
     if len(block) > MAX_BLOCK_SIZE:

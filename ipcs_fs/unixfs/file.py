@@ -2,10 +2,10 @@
 
 The builder cuts the content into fixed chunks of :data:`CHUNK_SIZE` bytes
 and stores each as a raw leaf. Leaves are grouped under dag-pb nodes of at
-most :data:`MAX_LINKS` links, level by level, in kubo's *balanced* layout:
-every leaf sits at the same depth, every node but the last of its level is
-full, and the last may be partly filled (175 chunks give a root with a
-174-leaf node and a 1-leaf node). A file of one chunk or less is its own raw
+most :data:`MAX_LINKS` links, level by level, in kubo's *balanced* layout.
+Every leaf sits at the same depth, and every node but the last of its level
+is full. The last may be partly filled, so 175 chunks give a root with a
+174-leaf node and a 1-leaf node. A file of one chunk or less is its own raw
 leaf, and an empty file is the empty raw leaf.
 
 Each internal node's Data is ``{Type: File, filesize, blocksizes}``, where
@@ -41,8 +41,9 @@ __all__ = [
 CHUNK_SIZE = 262144
 # kubo's helpers.DefaultLinksPerBlock: 8 KiB over a 47-byte link estimate.
 MAX_LINKS = 174
-# A balanced file DAG of 2**64 bytes is 6 levels deep; other importers'
-# layouts (trickle) grow deeper, so the reader allows some room past that.
+# A balanced file DAG of 2**64 bytes has 7 levels of nodes above its leaves.
+# Trickle DAGs (ipfs add --trickle) grow deeper, an estimated 17 levels for
+# the same size, so the default leaves room for both.
 DEFAULT_MAX_DEPTH = 32
 
 
@@ -243,6 +244,6 @@ def _read_node(
 def _check_child_size(parent: Cid, child: Cid, declared: int, actual: int) -> None:
     if declared != actual:
         raise DataLossError(
-            f"failed to read file {parent}: child {child} holds {actual} bytes,"
+            f"failed to read file {parent}: child {child} contains {actual} bytes,"
             f" but blocksizes declares {declared}"
         )

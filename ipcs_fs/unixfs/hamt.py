@@ -5,11 +5,11 @@ Terms:
 - *shard node*: a dag-pb node whose UnixFS Data is ``{Type: HAMTShard,
   Data: bitfield, hashType: 0x22, fanout: 256}``. The root shard node
   stands for the whole directory.
+- *hash*: ``h1``, the first 64-bit half of MurmurHash3_x64_128 of the entry
+  name with seed 0, as an unsigned integer.
 - *slot*: one of the 256 positions of a shard node. An entry's slot at
-  level ``L`` (the root is level 0) is byte ``L`` of its *hash*, counted from
-  the most significant end; the hash is ``h1``, the first 64-bit half of
-  MurmurHash3_x64_128 of the name with seed 0. Eight bits a level give at
-  most eight levels.
+  level ``L`` (the root is level 0) is byte ``L`` of its hash, counted from
+  the most significant end. Eight bits a level give at most eight levels.
 - *value link*: a link to an entry, named by the slot as two upper-case hex
   digits followed by the entry name (``"4F"`` + ``b"passwd"``).
 - *sub-shard link*: a link named by the two digits alone, to a shard node one
@@ -89,7 +89,7 @@ class _Hashed(NamedTuple):
 
 
 class _Slot(NamedTuple):
-    index: int
+    number: int
     link: Link
     record: bytes
     value: _Hashed | None  # None for a sub-shard link
@@ -114,15 +114,15 @@ def _build_shard(
     groups: dict[int, list[_Hashed]] = {}
     for entry in hashed:
         groups.setdefault(slot_of(entry.hash, level), []).append(entry)
-    slots = [_make_slot(index, groups[index], level, put) for index in sorted(groups)]
+    slots = [_make_slot(slot, groups[slot], level, put) for slot in sorted(groups)]
     return _store_shard(slots, level, put, header)
 
 
-def _make_slot(index: int, group: list[_Hashed], level: int, put: PutBlock) -> _Slot:
+def _make_slot(slot: int, group: list[_Hashed], level: int, put: PutBlock) -> _Slot:
     if len(group) == 1:
         item = group[0].item
-        link = Link(item.cid, _prefix(index) + item.name, item.tsize)
-        return _Slot(index, link, item.record, group[0])
+        link = Link(item.cid, _prefix(slot) + item.name, item.tsize)
+        return _Slot(slot, link, item.record, group[0])
     if level + 1 == MAX_LEVELS:
         names = ", ".join(repr(entry.item.name) for entry in group)
         raise InvalidArgumentError(
@@ -130,11 +130,11 @@ def _make_slot(index: int, group: list[_Hashed], level: int, put: PutBlock) -> _
             " HAMT hash; rename one of them"
         )
     child = _build_shard(group, level + 1, put, None)
-    return _Slot(index, Link(child.cid, _prefix(index), child.tsize), b"", None)
+    return _Slot(slot, Link(child.cid, _prefix(slot), child.tsize), b"", None)
 
 
-def _prefix(index: int) -> bytes:
-    return b"%02X" % index
+def _prefix(slot: int) -> bytes:
+    return b"%02X" % slot
 
 
 def _store_shard(
@@ -157,7 +157,7 @@ def _store_shard(
 def _encode_shard(slots: Sequence[_Slot], header: bytes | None) -> bytes:
     bits = 0
     for slot in slots:
-        bits |= 1 << slot.index
+        bits |= 1 << slot.number
     message = UnixfsData(
         DataType.HAMT_SHARD,
         data=bits.to_bytes((bits.bit_length() + 7) // 8, "big"),
@@ -174,7 +174,7 @@ def _push_down(
 ) -> list[_Slot]:
     """Move the largest value links into sub-shards of their own to save ``excess``."""
     values = [slot for slot in slots if slot.value is not None]
-    values.sort(key=lambda slot: (-_slot_cost(slot), slot.index))
+    values.sort(key=lambda slot: (-_slot_cost(slot), slot.number))
     if len(slots) == 1 and values:
         _raise_too_large(values[0], excess)
     if not values or level + 1 == MAX_LEVELS:
@@ -184,11 +184,11 @@ def _push_down(
     for slot in values:
         if saved >= excess:
             break
-        moved.add(slot.index)
+        moved.add(slot.number)
         saved += _slot_cost(slot) - _SUB_SHARD_COST
     logger.debug("moving %d HAMT entries down from level %d", len(moved), level)
     return [
-        _lone_sub_shard(slot, level, put) if slot.index in moved else slot
+        _lone_sub_shard(slot, level, put) if slot.number in moved else slot
         for slot in slots
     ]
 
@@ -206,7 +206,7 @@ def _lone_sub_shard(slot: _Slot, level: int, put: PutBlock) -> _Slot:
     assert slot.value is not None
     child = _build_shard([slot.value], level + 1, put, None)
     return _Slot(
-        slot.index, Link(child.cid, _prefix(slot.index), child.tsize), b"", None
+        slot.number, Link(child.cid, _prefix(slot.number), child.tsize), b"", None
     )
 
 
@@ -229,7 +229,7 @@ def iter_hamt(
     type, link names, bitfield, records, or an entry in a slot its hash
     does not lead to.
     """
-    for index, name, link, record in _parse_shard(cid, node, message, level):
+    for _, name, link, record in _parse_shard(cid, node, message, level):
         if name is None:
             yield from _iter_sub_shard(get, cid, link, level + 1)
         else:
@@ -256,7 +256,7 @@ def _iter_sub_shard(
 
 
 class _ParsedLink(NamedTuple):
-    index: int
+    slot: int
     name: bytes | None  # None for a sub-shard link
     link: Link
     record: bytes
@@ -283,20 +283,20 @@ def _parse_link(cid: Cid, link: Link, record: bytes, level: int) -> _ParsedLink:
     prefix, name = link.name[:2], link.name[2:]
     if len(prefix) != 2 or not _HEX_DIGITS.issuperset(prefix):
         fail_read(cid, f"link name {link.name!r} does not start with a slot in hex")
-    index = int(prefix, 16)
+    slot = int(prefix, 16)
     if not name:
         if record:
             fail_read(cid, f"sub-shard link {link.name!r} has an entry record")
-        return _ParsedLink(index, None, link, record)
+        return _ParsedLink(slot, None, link, record)
     problem = check_name(name)
     if problem is not None:
         fail_read(cid, problem)
     expected = slot_of(hash_name(name), level)
-    if expected != index:
+    if expected != slot:
         fail_read(
-            cid, f"entry {name!r} is in slot {index}, its hash leads to {expected}"
+            cid, f"entry {name!r} is in slot {slot}, its hash leads to {expected}"
         )
-    return _ParsedLink(index, name, link, record)
+    return _ParsedLink(slot, name, link, record)
 
 
 def _check_slots(cid: Cid, parsed: Sequence[_ParsedLink], bitfield: bytes) -> None:
@@ -305,9 +305,9 @@ def _check_slots(cid: Cid, parsed: Sequence[_ParsedLink], bitfield: bytes) -> No
     bits = 0
     previous = -1
     for entry in parsed:
-        if entry.index <= previous:
-            fail_read(cid, f"slot {entry.index} after slot {previous}")
-        previous = entry.index
-        bits |= 1 << entry.index
+        if entry.slot <= previous:
+            fail_read(cid, f"slot {entry.slot} after slot {previous}")
+        previous = entry.slot
+        bits |= 1 << entry.slot
     if bits != int.from_bytes(bitfield, "big"):
         fail_read(cid, "HAMT bitfield does not match the slots of the links")

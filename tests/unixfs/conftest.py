@@ -19,7 +19,7 @@ INSTALL_ORACLE = REPO / "scripts" / "install-unixfs-oracle.sh"
 
 
 class MemoryStore:
-    """Blocks in a dict, copied on put as the PutBlock contract asks."""
+    """Blocks in a dict, copied on put because PutBlock may pass a memoryview."""
 
     def __init__(self) -> None:
         self.blocks: dict[Cid, bytes] = {}

@@ -254,7 +254,7 @@ def test_read_rejects_wrong_blocksize(store: MemoryStore) -> None:
     with pytest.raises(DataLossError) as caught:
         next(reader)
     assert str(caught.value) == (
-        f"failed to read file {root}: child {bad.cid} holds 5 bytes,"
+        f"failed to read file {root}: child {bad.cid} contains 5 bytes,"
         " but blocksizes declares 6"
     )
 
@@ -275,7 +275,7 @@ def test_read_rejects_child_node_size(store: MemoryStore) -> None:
     with pytest.raises(DataLossError) as caught:
         list(read_file(store.get, root))
     assert str(caught.value) == (
-        f"failed to read file {root}: child {child} holds 3 bytes,"
+        f"failed to read file {root}: child {child} contains 3 bytes,"
         " but blocksizes declares 4"
     )
 
