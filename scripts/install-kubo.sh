@@ -13,11 +13,11 @@
 # - the two excludes of kubo v0.43.1, copied as they are;
 # - kubo replaces go-libp2p with a fork, github.com/lidel/go-libp2p
 #   v0.0.0-20260914191659-9c4ee60cf924, that the module proxy does not serve
-#   ("not available"). The fork only brings go-libp2p v0.49.0 up to quic-go v0.62.0
-#   and webtransport-go v0.13.0; kubo's go.mod notes that it can go once a release
-#   requires those, and go-libp2p v0.50.0 is that release, so it is used instead.
-#   Without either, go-libp2p v0.49.0 fails to compile against webtransport-go
-#   v0.13.0 (undefined: webtransport.Dialer).
+#   ("not available"). A comment in kubo's go.mod states that the fork goes once a
+#   go-libp2p release requires quic-go >= v0.62.0 and webtransport-go >= v0.13.0.
+#   go-libp2p v0.50.0 is that release, so it is used instead. go-libp2p v0.49.0,
+#   kubo's own requirement, fails to compile against webtransport-go v0.13.0
+#   (undefined: webtransport.Dialer).
 set -euo pipefail
 
 KUBO_VERSION=v0.43.1
