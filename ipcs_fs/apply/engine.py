@@ -20,9 +20,8 @@ differ applies them, with these differences:
 - ``trusted.*`` attributes in a layer are dropped with a warning, so a layer
   cannot forge overlayfs whiteouts, opaque directories or redirects
   (``trusted.overlay.*``) nor other metadata reserved for the host;
-- a hard link entry's owner, mode and times go to the shared inode, as in
-  containerd, but a ``security.capability`` that the change of owner clears
-  is put back unless the link entry lists xattrs of its own.
+- a hard link entry's own owner, mode, times and xattrs are not applied: the
+  new name shares its target's inode unchanged, as in GNU tar.
 """
 
 from __future__ import annotations

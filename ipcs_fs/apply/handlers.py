@@ -54,7 +54,6 @@ logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _BUFFER_SIZE = 1 << 20
-_CAPABILITY = b"security.capability"
 _TRUSTED_PREFIX = b"trusted."
 _DEVICE_FORMATS = {
     EntryKind.CHAR: stat.S_IFCHR,
@@ -270,10 +269,11 @@ def _apply_device(
 def _apply_hardlink(
     state: LayerState, entry: TarEntry, parent: DirHandle, components: Components
 ) -> None:
-    """Link ``components`` to the entry's target, then apply the entry's metadata.
+    """Link ``components`` to the entry's target, leaving the inode unchanged.
 
-    The owner, mode and times of the link entry go to the shared inode, as
-    containerd applies them, so the last name listed sets them for all.
+    The link entry's own owner, mode, times and xattrs are not applied, as in
+    GNU tar. Applying them as containerd does would chown the shared inode,
+    which clears a ``security.capability`` that tar does not repeat on links.
     """
     source, source_name, link = _resolve_link_target(state, entry)
     name = components[-1]
@@ -294,7 +294,6 @@ def _apply_hardlink(
             message = f"hard link target {display(link)} is a directory"
             raise RuleError(message) from error
         raise
-    _set_link_metadata(state, entry, parent, name)
     state.mark_written(parent.path + (name,), False)
 
 
@@ -312,38 +311,6 @@ def _resolve_link_target(
     if source is None:
         raise RuleError(f"hard link target {display(link)} not found")
     return source, link[-1], link
-
-
-def _set_link_metadata(
-    state: LayerState, entry: TarEntry, parent: DirHandle, name: bytes
-) -> None:
-    """Apply a link entry's metadata to the inode it now shares.
-
-    Where the owner changes, chown clears ``security.capability``; tar does
-    not repeat xattrs on link entries, so the value the target had is put back
-    unless the link entry lists its own.
-    """
-    st = os.stat(name, dir_fd=parent.fd, follow_symlinks=False)
-    path = proc_path(parent.fd, name)
-    if (st.st_uid, st.st_gid) != (entry.uid, entry.gid):
-        capability = _read_capability(path)
-        os.chown(name, entry.uid, entry.gid, dir_fd=parent.fd, follow_symlinks=False)
-        if capability is not None and _CAPABILITY not in entry.xattrs:
-            os.setxattr(path, _CAPABILITY, capability, follow_symlinks=False)
-    if not stat.S_ISLNK(st.st_mode):
-        os.chmod(name, entry.mode, dir_fd=parent.fd, follow_symlinks=False)
-    setter = partial(os.setxattr, path, follow_symlinks=False)
-    _write_xattrs(state, entry, _xattrs(state, entry), setter)
-    os.utime(name, ns=_times(entry), dir_fd=parent.fd, follow_symlinks=False)
-
-
-def _read_capability(path: bytes) -> bytes | None:
-    try:
-        return os.getxattr(path, _CAPABILITY, follow_symlinks=False)
-    except OSError as error:
-        if error.errno in (errno.ENODATA, errno.ENOTSUP):
-            return None
-        raise
 
 
 def _is_directory(parent: DirHandle, name: bytes) -> bool:

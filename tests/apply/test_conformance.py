@@ -41,7 +41,10 @@ def _case_params() -> list[object]:
     for name in sorted(CASES):
         marks = []
         if name in _READER_DISAGREES:
-            marks.append(pytest.mark.xfail(reason=_READER_DISAGREES[name], strict=True))
+            # Not strict: the reader or the case may change to agree.
+            marks.append(
+                pytest.mark.xfail(reason=_READER_DISAGREES[name], strict=False)
+            )
         params.append(pytest.param(name, marks=marks, id=name))
     return params
 

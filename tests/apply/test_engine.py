@@ -294,23 +294,21 @@ def test_hardlink_keeps_target_capability(tmp_path: Path) -> None:
     apply(
         tmp_path,
         file("ping", b"p", mode=0o4755, xattrs=caps),
-        hardlink("p2", "ping", uid=5, mode=0o4750),
+        hardlink("p2", "ping"),
     )
 
-    expected = file_node(b"p", mode=0o4750, uid=5, xattrs=caps, link_group=b"p2")
+    expected = file_node(b"p", mode=0o4755, xattrs=caps, link_group=b"p2")
     assert_tree(tmp_path, {b"ping": expected, b"p2": expected})
 
 
-def test_hardlink_entry_metadata_applied(tmp_path: Path) -> None:
+def test_hardlink_entry_metadata_ignored(tmp_path: Path) -> None:
     apply(
         tmp_path,
         file("a", b"a", mode=0o640, uid=1, gid=2),
         hardlink("b", "a", mode=0o750, uid=9, gid=8, mtime_ns=12345),
     )
 
-    expected = file_node(
-        b"a", mode=0o750, uid=9, gid=8, mtime_ns=12345, link_group=b"a"
-    )
+    expected = file_node(b"a", mode=0o640, uid=1, gid=2, link_group=b"a")
     assert_tree(tmp_path, {b"a": expected, b"b": expected})
 
 
