@@ -14,10 +14,11 @@ link, so the encoder always writes both.
 
 :func:`decode_node` applies the specification's strictness rules: ``PBLink``
 fields in field-number order, no duplicate field, no unknown field or wire
-type, a ``Hash`` on every link that parses as a CID. As the specification
-asks, it accepts ``Data`` before the links (old IPFS data has that order) but
-rejects links split by ``Data``. Names are kept as bytes and never decoded as
-UTF-8, because file names from tar layers need not be UTF-8.
+type, a ``Hash`` on every link that parses as a CID, minimal varints. The
+specification says decoders should accept ``Data`` before the links, because
+old IPFS data has that order, so this decoder does. It rejects links split
+by ``Data``. Names are kept as bytes and never decoded as UTF-8, because file
+names from tar layers need not be UTF-8.
 """
 
 from __future__ import annotations

@@ -15,10 +15,10 @@ length plus binary CID length. It shards when that estimate exceeds 256 KiB
 out of the estimate, so they do not change the shape kubo would give the same
 files. Because records can be large, a basic node that would still exceed
 :data:`~ipcs_fs.unixfs.dagpb.MAX_BLOCK_SIZE` with its records becomes a HAMT
-too. Under the threshold, a basic node without records holds at most 256 KiB
-of names and CIDs plus at most 18 bytes of framing for each of at most 7085
-links (each at least 37 bytes in the estimate): under 400 KiB. So only records
-trigger the fallback.
+too. Under the threshold, a basic node without records contains at most
+256 KiB of names and CIDs, plus at most 20 bytes of framing for each of at
+most 7085 links (each at least 37 bytes in the estimate): under 400 KiB. So
+only records trigger the fallback.
 
 A directory's Tsize is its blocks' bytes plus the Tsizes of its entries.
 """

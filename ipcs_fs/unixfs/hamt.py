@@ -13,7 +13,7 @@ Terms:
 - *value link*: a link to an entry, named by the slot as two upper-case hex
   digits followed by the entry name (``"4F"`` + ``b"passwd"``).
 - *sub-shard link*: a link named by the two digits alone, to a shard node one
-  level down that holds every entry sharing this slot.
+  level down that contains every entry sharing this slot.
 - *bitfield*: the slots in use as a big-endian integer, bit ``i`` for slot
   ``i``, written without leading zero bytes (as boxo's go-bitfield does).
 
