@@ -295,7 +295,7 @@ class KuboNode:
     def _configure(self) -> None:
         # `config replace` drops keys it does not know without an error, so
         # every setting is read back afterwards: a misspelt key fails here.
-        assert self.repo is not None
+        assert self.repo is not None and self.workdir is not None
         config = json.loads((self.repo / "config").read_text())
         for key, value in LOOPBACK_SETTINGS.items():
             _set_path(config, key, value)
@@ -408,9 +408,10 @@ def _post(url: str) -> bytes | None:
     request = urllib.request.Request(url, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
-            return response.read()
+            body: bytes = response.read()
     except urllib.error.URLError:
         return None
+    return body
 
 
 def _find_child_named(parent: int, name: str) -> int:
