@@ -44,8 +44,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# Measured on the embedded store: past about a thousand small blocks or a few
-# MiB per transaction, the per-commit cost stops showing in the throughput.
+# On the embedded store, a 1 KiB block costs about 10 to 14 us of CPU to put at
+# any group size from 250 to 100,000 blocks (measured on a shared 2-CPU VM). So
+# these limits mainly bound the memory that a batch buffers and how long one
+# commit holds the write lock: about 40 ms for a full group there.
 DEFAULT_BATCH_BLOCKS = 4096
 DEFAULT_BATCH_BYTES = 16 * 1024 * 1024
 
@@ -221,7 +223,9 @@ class WriteBatch:
     def put(self, cid: Cid, block: bytes) -> None:
         """Buffer ``block``, committing the group when it reaches a limit."""
         if self._closed:
-            raise FailedPreconditionError(f"failed to put block {cid}: batch is closed")
+            raise FailedPreconditionError(
+                f"failed to put block {cid}: batch is closed; start a new one"
+            )
 
         # The caller may reuse a bytearray or memoryview after this returns.
         if not isinstance(block, bytes):

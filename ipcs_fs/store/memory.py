@@ -15,8 +15,8 @@ __all__ = ["MemoryStore"]
 class MemoryStore(BlockStore):
     """A :class:`BlockStore` that keeps blocks in a dict, guarded by a lock.
 
-    It stores whatever it is given under the given CID, like every store, so a
-    test can put a block under the wrong CID to play a corrupt foreign store.
+    Like every store, it does not hash what it is given. So a test can put a
+    block under the wrong CID to simulate a corrupt foreign store.
     """
 
     def __init__(self) -> None:
@@ -63,13 +63,13 @@ class MemoryStore(BlockStore):
 
     def delete(self, cids: Iterable[Cid]) -> int:
         self._check_open()
-        wanted = set(cids)
+        requested = set(cids)
         with self._lock:
-            for cid in wanted & self._pins:
+            for cid in requested & self._pins:
                 raise FailedPreconditionError(
                     f"failed to delete block {cid}: it is pinned"
                 )
-            present = [cid for cid in wanted if cid in self._blocks]
+            present = [cid for cid in requested if cid in self._blocks]
             for cid in present:
                 del self._blocks[cid]
         return len(present)
@@ -91,4 +91,6 @@ class MemoryStore(BlockStore):
 
     def _check_open(self) -> None:
         if self._closed:
-            raise FailedPreconditionError("failed to use memory store: it is closed")
+            raise FailedPreconditionError(
+                "failed to use memory store: it is closed; create a new one"
+            )

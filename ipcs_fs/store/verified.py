@@ -1,8 +1,8 @@
 """A wrapper that checks every block read from a store against its CID.
 
-Use it on any store that ipcs-fs does not write itself (a kubo node, a CAR file
-from elsewhere, a peer): such a store may return wrong bytes, by fault or by
-intent, and a CID is only a promise until the block is hashed.
+Use it on any store that ipcs-fs does not write itself: a kubo node, a CAR file
+from elsewhere, a peer. Such a store may return wrong bytes, by fault or by
+intent, and a CID proves nothing until the block is hashed.
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ def test_put_is_idempotent(store: BlockStore) -> None:
 
 def test_put_copies_bytearray(store: BlockStore) -> None:
     buffer = bytearray(HELLO)
-    cid = Cid.for_block(RAW, buffer)
+    cid = Cid.for_block(RAW, bytes(buffer))
     store.put(cid, buffer)  # type: ignore[arg-type]
     buffer[:] = b"overwritten"
 

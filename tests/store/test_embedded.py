@@ -14,7 +14,9 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,9 +41,21 @@ def writer_block(writer: int, index: int) -> tuple[Cid, bytes]:
     return Cid.for_block(RAW, block), block
 
 
+@contextmanager
+def raw_database(path: Path) -> Iterator[sqlite3.Connection]:
+    """Open the store's database directly; commit and close it at the end."""
+    connection = sqlite3.connect(path / DATABASE_NAME)
+    try:
+        with connection:
+            yield connection
+    finally:
+        connection.close()
+
+
 def integrity(path: Path) -> str:
-    with sqlite3.connect(path / DATABASE_NAME) as connection:
-        return connection.execute("PRAGMA integrity_check").fetchone()[0]
+    with raw_database(path) as connection:
+        result: str = connection.execute("PRAGMA integrity_check").fetchone()[0]
+    return result
 
 
 def assert_every_block_verifies(store: EmbeddedStore) -> int:
@@ -88,7 +102,7 @@ def test_path_is_file(tmp_path: Path) -> None:
 def test_foreign_database_rejected(tmp_path: Path) -> None:
     path = tmp_path / "store"
     path.mkdir()
-    with sqlite3.connect(path / DATABASE_NAME) as connection:
+    with raw_database(path) as connection:
         connection.execute("CREATE TABLE notes (text TEXT)")
 
     with pytest.raises(FailedPreconditionError, match="not an ipcs-fs block store"):
@@ -98,7 +112,7 @@ def test_foreign_database_rejected(tmp_path: Path) -> None:
 def test_newer_schema_rejected(tmp_path: Path) -> None:
     path = tmp_path / "store"
     EmbeddedStore(path).close()
-    with sqlite3.connect(path / DATABASE_NAME) as connection:
+    with raw_database(path) as connection:
         connection.execute("PRAGMA user_version = 2")
 
     with pytest.raises(FailedPreconditionError, match="schema version 2"):
@@ -108,7 +122,7 @@ def test_newer_schema_rejected(tmp_path: Path) -> None:
 def test_database_in_wal_mode(tmp_path: Path) -> None:
     EmbeddedStore(tmp_path / "store").close()
 
-    with sqlite3.connect(tmp_path / "store" / DATABASE_NAME) as connection:
+    with raw_database(tmp_path / "store") as connection:
         mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
 
@@ -300,7 +314,9 @@ def write_blocks(path: str, writer: int) -> None:
             batch.put(*writer_block(writer, index))
 
 
-def read_blocks(path: str, stop: threading.Event, found: multiprocessing.Queue) -> None:
+def read_blocks(
+    path: str, stop: threading.Event, found: multiprocessing.Queue[int]
+) -> None:
     hits = 0
     rng = random.Random(os.getpid())
     with EmbeddedStore(path) as store:
@@ -492,7 +508,7 @@ def test_verified_detects_tampered_row(tmp_path: Path) -> None:
     cid, block = writer_block(0, 40)
     with verified(EmbeddedStore(path)) as store:
         store.put(cid, block)
-        with sqlite3.connect(path / DATABASE_NAME) as connection:
+        with raw_database(path) as connection:
             connection.execute("UPDATE blocks SET data = ?", (b"X" + block[1:],))
 
         with pytest.raises(DataLossError, match=f"failed to read block {cid}: "):
