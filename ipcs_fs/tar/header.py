@@ -7,19 +7,24 @@ block
     data all come in whole blocks.
 header block
     The block that starts an entry or an extension record (GNU long name, PAX
-    extended header). Its layout is one of: v7 (name, mode, ids, size, mtime,
-    checksum, typeflag, link name), ustar (magic ``ustar\\0``, adds user and
-    group names, device numbers and a 155-byte name prefix), GNU (magic
-    ``ustar  \\0``: no prefix, but access and change times and an old-style
-    sparse map), or star (ustar magic with a 130-byte prefix followed by
-    access and change times).
+    extended header). Its layout is one of these four:
+
+    - v7: name, mode, uid, gid, size, mtime, checksum, typeflag, link name.
+    - ustar (magic ``ustar\\0``): v7 plus user and group names, device
+      numbers and a 155-byte name prefix.
+    - GNU (magic ``ustar  \\0``): no prefix, but access and change times and
+      an old-style sparse map in its place.
+    - star (ustar magic): a 130-byte prefix followed by access and change
+      times.
 numeric field
-    Octal digits, optionally led by spaces and ended by a space or NUL, as
-    GNU tar reads them; or GNU base-256: a first byte of 0x80 (positive) or
-    0xff (negative) followed by a big-endian two's complement number.
+    Octal digits, with NULs and spaces around them ignored and a NUL ending
+    them, as Go's archive/tar reads them. Or GNU base-256: a first byte of
+    0x80 (positive) or 0xff (negative, two's complement) followed by the
+    big-endian number: the two lead bytes that GNU tar's ``from_header``
+    (src/list.c) accepts.
 
 The functions here see one block at a time. They raise :class:`TarFormatError`,
-which carries only the rule broken; the reader adds the stream, offset and
+which carries only the rule broken, and the reader adds the stream, offset and
 entry name before it reaches a caller.
 """
 
@@ -40,14 +45,13 @@ __all__ = [
     "decode_header",
     "padding_after",
     "parse_number",
-    "parse_old_sparse",
     "verify_checksum",
 ]
 
 BLOCK_SIZE = 512
 ZERO_BLOCK = bytes(BLOCK_SIZE)
 
-# Typeflags whose entries never have data, whatever their size field says.
+# Typeflags whose entries never have data, whatever their size field records.
 # Go's archive/tar (what containerd and most layer builders use) frames them
 # this way, so a hostile size on a directory cannot make this reader and the
 # walking differ disagree on where the next header starts.
@@ -89,16 +93,19 @@ _STAR_ATIME = slice(476, 488)
 _STAR_CTIME = slice(488, 500)
 _NS_PER_SECOND = 1_000_000_000
 
-_OLD_SPARSE_ENTRY = 24
-
 
 class TarFormatError(ValueError):
     """A block or record breaks a rule of the tar format.
 
     Internal to :mod:`ipcs_fs.tar`: the reader turns it into an
     :class:`~ipcs_fs.errors.InvalidArgumentError` that names the stream, the
-    offset and the entry.
+    offset and the entry. ``offset`` is where the broken rule is, when that is
+    not the header block being decoded.
     """
+
+    def __init__(self, rule: str, offset: int | None = None) -> None:
+        super().__init__(rule)
+        self.offset = offset
 
 
 def padding_after(size: int) -> int:
@@ -106,18 +113,18 @@ def padding_after(size: int) -> int:
     return -size % BLOCK_SIZE
 
 
-def parse_number(field: bytes, what: str, *, signed: bool = False) -> int:
+def parse_number(field: bytes, field_name: str, *, signed: bool = False) -> int:
     """Decode a numeric header field, octal or GNU base-256.
 
-    Raises :class:`TarFormatError` naming ``what`` if the field is neither,
+    Raises :class:`TarFormatError` naming ``field_name`` if the field is neither,
     or if it is negative and ``signed`` is false. An all-blank field is 0.
     """
     if field and field[0] & 0x80:
-        value = _parse_base256(field, what)
+        value = _parse_base256(field, field_name)
         if value < 0 and not signed:
-            raise TarFormatError(f"negative {what} {value}")
+            raise TarFormatError(f"negative {field_name} {value}")
         return value
-    digits = field.rstrip(b" \0").lstrip(b" ")
+    digits = field.strip(b" \0")
     if digits.isdigit():
         try:
             return int(digits, 8)
@@ -125,40 +132,38 @@ def parse_number(field: bytes, what: str, *, signed: bool = False) -> int:
             pass  # an 8 or a 9: reported below
     elif not digits:
         return 0
-    return _parse_octal_prefix(field, what)
+    return _parse_octal_field(digits, field, field_name)
 
 
-def _parse_octal_prefix(field: bytes, what: str) -> int:
-    # GNU tar's rule: leading spaces, octal digits, then the end of the
-    # field, a space or a NUL; anything after that terminator is ignored.
-    rest = field.lstrip(b" ")
-    count = len(rest) - len(rest.lstrip(b"01234567"))
-    if count < len(rest) and rest[count] not in b" \0":
-        raise TarFormatError(f"invalid {what} field {field!r}")
-    return int(rest[:count], 8) if count else 0
+def _parse_octal_field(digits: bytes, field: bytes, field_name: str) -> int:
+    # Go's archive/tar rule: NULs and spaces around the number are ignored,
+    # and the number ends at the first NUL.
+    digits = digits.partition(b"\0")[0].rstrip(b" ")
+    if digits.strip(b"01234567"):
+        raise TarFormatError(f"invalid {field_name} field {field!r}")
+    return int(digits, 8) if digits else 0
 
 
-def _parse_base256(field: bytes, what: str) -> int:
-    # GNU tar accepts only these two lead bytes: 0x80 for a positive number,
-    # 0xff for a negative one; the rest is big-endian.
+def _parse_base256(field: bytes, field_name: str) -> int:
     value = int.from_bytes(field[1:], "big")
     if field[0] == 0x80:
         return value
     if field[0] == 0xFF:
         return value - (1 << (8 * (len(field) - 1)))
-    raise TarFormatError(f"invalid base-256 {what} field {field!r}")
+    raise TarFormatError(f"invalid base-256 {field_name} field {field!r}")
 
 
 def verify_checksum(block: bytes) -> None:
     """Check a header block's checksum, as unsigned or as signed bytes.
 
     POSIX sums the bytes as unsigned, with the checksum field counted as
-    spaces; some old Unix tars summed signed chars, and GNU tar accepts both.
+    spaces. Some old Unix tars summed signed chars, and libarchive accepts
+    both sums too.
     """
     recorded = parse_number(block[_CHECKSUM_START:_CHECKSUM_END], "checksum")
-    # Adler-32 with a start value of 0 keeps the plain byte sum in its low
-    # 16 bits, modulo 65521; 256 bytes sum to at most 65280, so each half is
-    # exact. This runs in C instead of a Python loop over 512 bytes.
+    # Adler-32 started at 0 keeps the byte sum modulo 65521 in its low 16
+    # bits, and 256 bytes sum to at most 65280, so each half is exact. This
+    # runs in C instead of a Python loop over 512 bytes.
     total = (zlib.adler32(block[:256], 0) & 0xFFFF) + (
         zlib.adler32(block[256:], 0) & 0xFFFF
     )
@@ -175,8 +180,8 @@ def verify_checksum(block: bytes) -> None:
     )
 
 
-def _time_ns(field: bytes, what: str) -> int:
-    return parse_number(field, what, signed=True) * _NS_PER_SECOND
+def _time_ns(field: bytes, field_name: str) -> int:
+    return parse_number(field, field_name, signed=True) * _NS_PER_SECOND
 
 
 def _cstring(field: bytes) -> bytes:
@@ -186,10 +191,10 @@ def _cstring(field: bytes) -> bytes:
 def decode_header(block: bytes) -> TarEntry:
     """Decode the header block of a real entry (not an extension record).
 
-    Returns a :class:`TarEntry` with the block's own fields; the reader then
+    Returns a :class:`TarEntry` with the block's own fields. The reader then
     applies GNU long names, PAX records and sparse maps on top, and sets
-    ``data_size``, ``raw_header`` and ``offset``. ``data_size`` is the size
-    field for entries that carry data and 0 for header-only typeflags.
+    ``raw_header`` and ``offset``. ``data_size`` is the size field for
+    entries that carry data and 0 for header-only typeflags.
     """
     name, typeflag, linkname, magic, uname, gname, devmajor, devminor, prefix = (
         _TEXT_FIELDS.unpack_from(block)
@@ -221,8 +226,8 @@ def decode_header(block: bytes) -> TarEntry:
 
 def _decode_numbers(block: bytes) -> tuple[int, int, int, int, int]:
     """Return mode, uid, gid, size and mtime (in seconds) of a header block."""
-    # Nearly every writer (GNU tar, Go, Python) fills these fields with
-    # zero-padded octal and one terminator; one regex match checks all five.
+    # GNU tar, Go and Python fill these fields with zero-padded octal and one
+    # terminator, so one regex match checks all five in the common case.
     match = _COMMON_NUMBERS.match(block, 100, 148)
     if match is not None:
         mode, uid, gid, size, mtime = match.groups()
@@ -241,7 +246,7 @@ def _decode_gnu_fields(
 ) -> None:
     entry.uname = _cstring(uname)
     entry.gname = _cstring(gname)
-    # GNU tar fills these only in incremental dumps; NUL means absent.
+    # GNU tar fills these only in incremental dumps, and NUL means absent.
     if block[_GNU_ATIME.start]:
         entry.atime_ns = _time_ns(block[_GNU_ATIME], "atime")
     if block[_GNU_CTIME.start]:
@@ -263,9 +268,10 @@ def _decode_ustar_fields(
 
 
 def _is_star(block: bytes) -> bool:
-    # GNU tar's test: star ends its 130-byte prefix with a NUL and writes both
-    # times as octal ended by a space. A ustar prefix short enough to leave
-    # byte 130 NUL leaves the time area NUL too, so it never matches.
+    # GNU tar's test (decode_header in src/list.c): star ends its 130-byte
+    # prefix with a NUL and writes both times as octal ended by a space. A
+    # ustar prefix short enough to leave byte 130 NUL leaves the time area
+    # NUL too, so it never matches.
     return (
         block[_STAR_PREFIX.stop] == 0
         and block[_STAR_ATIME.start] in b"01234567"
@@ -273,27 +279,3 @@ def _is_star(block: bytes) -> bool:
         and block[_STAR_CTIME.start] in b"01234567"
         and block[_STAR_CTIME.stop - 1] == ord(" ")
     )
-
-
-def parse_old_sparse(
-    block: bytes, start: int, count: int, regions: list[tuple[int, int]]
-) -> bool:
-    """Append the old GNU sparse map entries found in ``block`` to ``regions``.
-
-    The map is ``count`` pairs of 12-byte numeric fields (offset, length)
-    starting at byte ``start``. Returns True when an all-NUL pair ends the
-    map inside this block, False when all ``count`` pairs were used.
-    """
-    for index in range(count):
-        at = start + index * _OLD_SPARSE_ENTRY
-        offset_field = block[at : at + 12]
-        length_field = block[at + 12 : at + 24]
-        if offset_field[0] == 0 and length_field[0] == 0:
-            return True
-        regions.append(
-            (
-                parse_number(offset_field, "sparse offset"),
-                parse_number(length_field, "sparse length"),
-            )
-        )
-    return False

@@ -1,37 +1,31 @@
-"""PAX extended header records and GNU sparse maps.
+"""PAX extended header records: framing, global and local records, fields.
 
 Terms used here:
 
 record
     One ``LENGTH KEY=VALUE\\n`` item of a PAX extended header body. ``LENGTH``
-    is the decimal size of the whole record, itself and the newline included;
-    records are framed by it alone, so values may hold newlines and NUL bytes.
+    is the decimal size of the whole record, itself and the newline included.
+    Records are framed by that length alone, so values may contain newlines
+    and NUL bytes.
 local records
-    Those of an ``x`` header: they apply to the next entry only.
+    Those of an ``x`` header. They apply to the next entry only.
 global records
-    Those of a ``g`` header: they apply to every later entry until a later
-    ``g`` header changes them. An empty value removes a global record.
+    Those of a ``g`` header. They apply to every later entry until a later
+    ``g`` header changes them, and an empty value there removes the record.
 field key
     A key that replaces a header field (``path``, ``size``, ``mtime`` ...).
-    In a local record an empty value for a field key removes any global
+    A local record with an empty value for a field key removes any global
     record of that key, so the header block's own field applies, as POSIX
-    says. Other keys keep an empty value: an xattr may be empty.
-sparse map
-    The data regions of a sparse file as (offset, length) pairs. GNU tar
-    writes it in four forms: old GNU headers (see :mod:`.header`), PAX 0.0
-    (repeated ``GNU.sparse.offset``/``GNU.sparse.numbytes`` records), PAX 0.1
-    (one ``GNU.sparse.map`` record) and PAX 1.0 (decimal lines at the start of
-    the entry's data; parsed here, read by the reader).
+    requires. Other keys keep an empty value, because an xattr may be empty.
 
 Values stay bytes: no charset conversion is done, whatever ``hdrcharset``
-says, because names and xattrs must come back exactly as stored.
+records, because names and xattrs must come back exactly as stored.
 """
 
 from __future__ import annotations
 
 import binascii
 import re
-from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
 from .entry import TarEntry
@@ -39,14 +33,10 @@ from .header import HEADER_ONLY_TYPEFLAGS, TarFormatError
 
 __all__ = [
     "FIELD_KEYS",
-    "SparseInfo",
     "apply_records",
-    "check_regions",
-    "has_sparse_records",
     "merge_records",
     "parse_decimal",
     "parse_records",
-    "parse_sparse_records",
     "parse_time",
     "update_globals",
 ]
@@ -67,33 +57,18 @@ FIELD_KEYS = frozenset(
         b"SCHILY.devminor",
     )
 )
-# Keys whose values are names: a NUL in them would cut the name short for
-# every C reader, so Go's archive/tar rejects it and so does this reader.
+# Keys whose values are names. A NUL in them would cut the name short for
+# every C reader, so Go's archive/tar rejects it, and so does this reader.
 _NAME_KEYS = frozenset((b"path", b"linkpath", b"uname", b"gname"))
 
 _SCHILY_XATTR = b"SCHILY.xattr."
 _LIBARCHIVE_XATTR = b"LIBARCHIVE.xattr."
 _MAX_LENGTH_DIGITS = 20
-# Values past 19 digits cannot fit the 64-bit fields of any filesystem, and
-# bounding them keeps int() cheap on hostile input.
+# A number of more than 19 digits cannot fit a signed 64-bit field, and the
+# bound keeps int() cheap on hostile input.
 _MAX_NUMBER_DIGITS = 19
 _TIME = re.compile(rb"(-?)([0-9]{1,19})(?:\.([0-9]*))?")
 _NS_DIGITS = 9
-
-_SPARSE_PREFIX = b"GNU.sparse."
-
-
-@dataclass(slots=True)
-class SparseInfo:
-    """The sparse description found in one entry's local PAX records."""
-
-    version: bytes
-    """b"0.0", b"0.1" or b"1.0"."""
-    real_size: int
-    regions: list[tuple[int, int]] | None
-    """The map for 0.0 and 0.1; None for 1.0, whose map opens the data."""
-    name: bytes | None
-    """``GNU.sparse.name``: the real path, which wins over every other name."""
 
 
 def parse_records(body: bytes, end: int, max_records: int) -> list[tuple[bytes, bytes]]:
@@ -171,8 +146,8 @@ def apply_records(entry: TarEntry, records: dict[bytes, bytes]) -> None:
     Also fills ``entry.xattrs`` from ``SCHILY.xattr.*`` (raw values) and
     ``LIBARCHIVE.xattr.*`` (percent-encoded names, base64 values) and sets
     ``entry.pax``. ``size`` sets both ``size`` and ``data_size`` unless the
-    entry's typeflag carries no data. Sparse keys are left to
-    :func:`parse_sparse_records`.
+    entry's typeflag carries no data. ``GNU.sparse.*`` keys are left to
+    :mod:`.sparse`.
     """
     entry.pax = records
     for key, value in records.items():
@@ -213,8 +188,9 @@ def parse_decimal(value: bytes, key: str) -> int:
 def parse_time(value: bytes, key: str) -> int:
     """Decode a PAX time (``[-]SECONDS[.FRACTION]``) to integer nanoseconds.
 
-    Digits past the ninth of the fraction round toward negative infinity, as
-    GNU tar does; no float is involved, so every nanosecond is exact.
+    No float is involved, so every nanosecond is exact. Digits past the ninth
+    of the fraction round toward negative infinity. Go's archive/tar truncates
+    them instead, which differs only for negative times.
     """
     match = _TIME.fullmatch(value)
     if match is None:
@@ -293,127 +269,3 @@ _FIELD_SETTERS = {
     b"SCHILY.devmajor": _set_devmajor,
     b"SCHILY.devminor": _set_devminor,
 }
-
-
-def has_sparse_records(records: list[tuple[bytes, bytes]]) -> bool:
-    """Tell whether any of the records describes a GNU sparse file."""
-    return any(key.startswith(_SPARSE_PREFIX) for key, _ in records)
-
-
-def parse_sparse_records(
-    records: list[tuple[bytes, bytes]], max_regions: int
-) -> SparseInfo | None:
-    """Decode the GNU sparse records among one entry's local records.
-
-    Returns None when there are none. Raises :class:`TarFormatError` for an
-    unknown version, a missing real size, a malformed map, or a map of more
-    than ``max_regions`` regions.
-    """
-    sparse = {key: value for key, value in records if key.startswith(_SPARSE_PREFIX)}
-    if not sparse:
-        return None
-    name = sparse.get(b"GNU.sparse.name")
-    if name is not None and b"\0" in name:
-        raise TarFormatError("PAX GNU.sparse.name contains a NUL byte")
-    if b"GNU.sparse.major" in sparse or b"GNU.sparse.minor" in sparse:
-        return _sparse_1_0(sparse, name)
-    if b"GNU.sparse.map" in sparse:
-        regions = _sparse_map_0_1(sparse[b"GNU.sparse.map"], max_regions)
-        version = b"0.1"
-    else:
-        regions = _sparse_map_0_0(records, max_regions)
-        version = b"0.0"
-    _check_numblocks(sparse, len(regions))
-    real_size = _required(sparse, b"GNU.sparse.size")
-    return SparseInfo(version, real_size, regions, name)
-
-
-def _sparse_1_0(sparse: dict[bytes, bytes], name: bytes | None) -> SparseInfo:
-    version = (
-        sparse.get(b"GNU.sparse.major", b"")
-        + b"."
-        + sparse.get(b"GNU.sparse.minor", b"")
-    )
-    if version != b"1.0":
-        raise TarFormatError(f"unsupported GNU sparse format version {version!r}")
-    real_size = _required(sparse, b"GNU.sparse.realsize")
-    return SparseInfo(version, real_size, None, name)
-
-
-def _required(sparse: dict[bytes, bytes], key: bytes) -> int:
-    value = sparse.get(key)
-    if value is None:
-        raise TarFormatError(f"GNU sparse entry lacks {key.decode()}")
-    return parse_decimal(value, key.decode())
-
-
-def _check_numblocks(sparse: dict[bytes, bytes], count: int) -> None:
-    value = sparse.get(b"GNU.sparse.numblocks")
-    if value is not None and parse_decimal(value, "GNU.sparse.numblocks") != count:
-        raise TarFormatError(
-            f"GNU.sparse.numblocks is {value.decode()} but the map has {count} regions"
-        )
-
-
-def _sparse_map_0_1(value: bytes, max_regions: int) -> list[tuple[int, int]]:
-    numbers = value.split(b",") if value else []
-    if len(numbers) % 2:
-        raise TarFormatError("GNU.sparse.map has an odd count of numbers")
-    if len(numbers) // 2 > max_regions:
-        raise TarFormatError(f"GNU sparse map has more than {max_regions} regions")
-    numbers_decoded = [parse_decimal(number, "GNU.sparse.map") for number in numbers]
-    return list(zip(numbers_decoded[::2], numbers_decoded[1::2]))
-
-
-def _sparse_map_0_0(
-    records: list[tuple[bytes, bytes]], max_regions: int
-) -> list[tuple[int, int]]:
-    regions: list[tuple[int, int]] = []
-    offset = None
-    for key, value in records:
-        if key == b"GNU.sparse.offset":
-            if offset is not None:
-                raise TarFormatError("GNU.sparse.offset without its numbytes")
-            offset = parse_decimal(value, "GNU.sparse.offset")
-        elif key == b"GNU.sparse.numbytes":
-            if offset is None:
-                raise TarFormatError("GNU.sparse.numbytes without its offset")
-            if len(regions) == max_regions:
-                raise TarFormatError(
-                    f"GNU sparse map has more than {max_regions} regions"
-                )
-            regions.append((offset, parse_decimal(value, "GNU.sparse.numbytes")))
-            offset = None
-    if offset is not None:
-        raise TarFormatError("GNU.sparse.offset without its numbytes")
-    return regions
-
-
-def check_regions(
-    regions: list[tuple[int, int]], real_size: int, data_size: int
-) -> list[tuple[int, int]]:
-    """Validate a sparse map and return it without its zero-length regions.
-
-    Regions must be in increasing order, must not overlap, must end within
-    ``real_size``, and their lengths must add up to ``data_size``, the bytes
-    the archive stores. GNU tar ends a map with a zero-length region at the
-    real size when the file ends in a hole; that marker is dropped.
-    """
-    end = 0
-    stored = 0
-    for offset, length in regions:
-        if offset < end:
-            raise TarFormatError(
-                f"sparse region at {offset} overlaps or precedes the one ending at {end}"
-            )
-        end = offset + length
-        stored += length
-    if end > real_size:
-        raise TarFormatError(
-            f"sparse map ends at {end}, past the real size {real_size}"
-        )
-    if stored != data_size:
-        raise TarFormatError(
-            f"sparse map covers {stored} bytes but the archive stores {data_size}"
-        )
-    return [region for region in regions if region[1]]

@@ -8,29 +8,29 @@ objects such that::
 Terms used here:
 
 raw header
-    Every byte between one entry's data and the next entry's data: the
-    previous entry's padding, extension records (GNU long names, PAX headers,
-    skipped GNU volume headers) with their bodies, the entry's header block,
-    old GNU sparse extension blocks and a PAX 1.0 sparse map.
+    Every byte between one entry's data and the next entry's data. That is
+    the previous entry's padding, the extension records with their bodies (GNU
+    long names, PAX headers, skipped GNU volume headers), the entry's header
+    block, old GNU sparse extension blocks and a PAX 1.0 sparse map.
 data
-    The ``data_size`` bytes the archive stores for an entry; for a sparse
-    file, the concatenation of its data regions.
+    The ``data_size`` bytes the archive stores for an entry. For a sparse
+    file, they are the concatenation of its data regions.
 trailer
-    What follows the last entry's data: its padding, any GNU volume header or
-    PAX global header that no entry follows, the first all-zero block where a
-    header was expected, and every byte after it (more zero blocks, the rest
-    of a padded record, junk).
+    What follows the last entry's data. That is its padding, any GNU volume
+    header or PAX global header that no entry follows, and the first all-zero
+    block where a header was expected, with every byte after it: more zero
+    blocks, the rest of a padded record, or junk.
 
 Rules that tar implementations disagree on, as decided here:
 
 - Typeflags 1 to 6 (links, devices, directories, FIFOs) have no data, whatever
-  their size field says, as in Go's archive/tar, which containerd uses.
+  their size field records, as in Go's archive/tar, which containerd uses.
 - Typeflags 0, NUL and 7 are regular files, and directories when the name ends
   in ``/`` (old tars). GNU ``D`` is a directory with data. Every other
   typeflag that is not an extension record is a regular file with data, as
   POSIX tells readers to do.
 - GNU ``V`` (volume label), ``M`` (continuation from a previous volume) and
-  ``N`` (old long names) headers are skipped with their bodies; their bytes
+  ``N`` (old long names) headers are skipped with their bodies. Their bytes
   become part of the next entry's raw header (or of the trailer), so they are
   kept but describe no entry.
 - Names: ``GNU.sparse.name`` wins over a GNU long name, which wins over PAX
@@ -47,9 +47,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Protocol
 
 from ..errors import InvalidArgumentError
+from .buffer import BufferedStream, ReadableStream
 from .entry import EntryKind, TarEntry
 from .header import (
     BLOCK_SIZE,
@@ -60,40 +60,32 @@ from .header import (
     decode_header,
     padding_after,
     parse_number,
-    parse_old_sparse,
     verify_checksum,
 )
-from .pax import (
-    apply_records,
+from .pax import apply_records, merge_records, parse_records, update_globals
+from .sparse import (
     check_regions,
     has_sparse_records,
-    merge_records,
-    parse_records,
     parse_sparse_records,
-    update_globals,
+    read_old_sparse,
+    read_sparse_map,
 )
 
 __all__ = ["ReadableStream", "TarReader"]
 
 logger = logging.getLogger(__name__)
 
-# Large enough that a tar of small files costs one read call per many
-# entries, small enough to stay cheap per reader.
-_READ_SIZE = 1 << 20
-# Upper bound of one read call on the stream, even when a caller asks
-# read_data() for more: decompressors allocate the whole request up front.
-_MAX_READ = 16 << 20
 _MAX_GLOBAL_RECORDS = 1024
-# A decoded PAX record costs about 100 bytes of memory (a tuple and two bytes
-# objects) for as little as 5 bytes of input, so an extended header may hold
-# at most max_header_bytes / 64 records: 262144 at the default limit.
+# A decoded PAX record takes about 100 bytes of memory (a tuple and two bytes
+# objects) for as little as 5 bytes of input. So an extended header may
+# contain at most max_header_bytes / 64 records: 262144 at the default limit.
 _RECORD_MEMORY = 64
 _MAX_NAME_IN_MESSAGE = 200
 
 _TYPEFLAG = slice(156, 157)
 _SIZE = slice(124, 136)
 _MAGIC = slice(257, 265)
-_PAX_LOCAL = frozenset((b"x", b"X"))  # X: Solaris's name for x
+_PAX_LOCAL = frozenset((b"x", b"X"))  # X is Solaris's name for x
 _PAX_GLOBAL = b"g"
 _LONG_NAME = b"L"
 _LONG_LINK = b"K"
@@ -102,33 +94,57 @@ _EXTENSIONS = _PAX_LOCAL | {_PAX_GLOBAL, _LONG_NAME, _LONG_LINK} | _SKIPPED
 _OLD_SPARSE = b"S"
 _SLASH_DIR_TYPEFLAGS = frozenset((b"0", b"\0", b"7"))
 
-# Old GNU sparse layout: 4 map entries in the header block, then extension
-# blocks of 21 entries while the "is extended" byte is set.
-_SPARSE_IN_HEADER = (386, 4)
-_SPARSE_HEADER_EXTENDED = 482
-_SPARSE_REAL_SIZE = slice(483, 495)
-_SPARSE_IN_EXTENSION = (0, 21)
-_SPARSE_EXTENSION_EXTENDED = 504
-_MAX_SPARSE_MAP_DIGITS = 20
 
+class _RawHeader:
+    """The raw header of the entry being read, and the extension records in it.
 
-class ReadableStream(Protocol):
-    """Anything with ``read(n) -> bytes``; ``b""`` means end of stream."""
+    Its size may not pass ``limit``: every read checks that first.
+    """
 
-    def read(self, size: int, /) -> bytes: ...
+    __slots__ = (
+        "_limit",
+        "_stream",
+        "local",
+        "long_link",
+        "long_name",
+        "parts",
+        "size",
+    )
 
-
-class _Pending:
-    """Extension records read so far for the entry to come."""
-
-    __slots__ = ("local", "long_link", "long_name", "parts", "size")
-
-    def __init__(self) -> None:
+    def __init__(self, stream: BufferedStream, limit: int) -> None:
+        self._stream = stream
+        self._limit = limit
         self.parts: list[bytes] = []
         self.size = 0
         self.local: list[tuple[bytes, bytes]] | None = None
         self.long_name: bytes | None = None
         self.long_link: bytes | None = None
+
+    @property
+    def offset(self) -> int:
+        return self._stream.offset
+
+    def add(self, data: bytes) -> None:
+        self.parts.append(data)
+        self.size += len(data)
+
+    def check_budget(self, size: int) -> None:
+        if self.size + size > self._limit:
+            raise TarFormatError(
+                f"headers of one entry exceed the limit of {self._limit} bytes"
+            )
+
+    def read(self, size: int, part: str) -> bytes:
+        self.check_budget(size)
+        offset = self._stream.offset
+        data = self._stream.take(size)
+        if len(data) < size:
+            raise TarFormatError(
+                f"stream ends inside the {part}, after {len(data)} of {size} bytes",
+                offset,
+            )
+        self.add(data)
+        return data
 
     def expects_entry(self) -> bool:
         return (
@@ -141,19 +157,19 @@ class _Pending:
 class TarReader:
     """Read the entries of an uncompressed tar stream, keeping every byte.
 
-    Iterating yields one :class:`TarEntry` per file system object; extension
-    records are folded into the entry they describe. While an entry is
-    current, :meth:`read_data` and :meth:`readinto_data` return its data;
+    Iterating yields one :class:`TarEntry` per file system object, with the
+    extension records folded into the entry they describe. While an entry is
+    current, :meth:`read_data` and :meth:`readinto_data` return its data, and
     moving to the next entry skips what was not read. When iteration ends,
-    :attr:`trailer` holds the bytes after the last entry's data.
+    :attr:`trailer` contains the bytes after the last entry's data.
 
-    The stream is read once, front to back, in pieces of at most 16 MiB; it
+    The stream is read once, front to back, in pieces of at most 16 MiB, and
     is never closed here. Every malformed input raises
     :class:`~ipcs_fs.errors.InvalidArgumentError` naming ``source``, the byte
-    offset and the entry; after an error the reader raises it again on every
-    call. Raw headers are held in memory, so each entry's raw header (and the
-    trailer) may not exceed ``max_header_bytes``, nor a sparse map
-    ``max_sparse_regions`` regions (about 130 bytes of memory each).
+    offset and the entry. After an error, every call raises it again. Raw
+    headers are held in memory, so an entry's raw header (and the trailer) may
+    not exceed ``max_header_bytes``, nor a sparse map ``max_sparse_regions``
+    regions (about 130 bytes of memory each).
 
     Example::
 
@@ -177,22 +193,18 @@ class TarReader:
                 f"invalid max_header_bytes {max_header_bytes}: must be at least"
                 f" {2 * BLOCK_SIZE}"
             )
-        self._stream = stream
-        self._readinto = getattr(stream, "readinto", None)
-        self._scratch: memoryview | None = None
+        self._stream = BufferedStream(stream)
         self._source = source
         self._max_header_bytes = max_header_bytes
         self._max_sparse_regions = max_sparse_regions
         self._max_records = max_header_bytes // _RECORD_MEMORY
-        self._buffer = b""
-        self._position = 0
-        self._stream_offset = 0
+        self._globals: dict[bytes, bytes] = {}
         self._current: TarEntry | None = None
         self._remaining = 0
         self._padding = 0
-        self._globals: dict[bytes, bytes] = {}
         self._done = False
         self._failure: Exception | None = None
+        # For error messages: the header block being decoded, and its name.
         self._block_offset = 0
         self._name: bytes | None = None
         self.trailer: bytes | None = None
@@ -201,7 +213,7 @@ class TarReader:
     @property
     def offset(self) -> int:
         """Bytes of the tar stream consumed so far."""
-        return self._stream_offset - len(self._buffer) + self._position
+        return self._stream.offset
 
     def __iter__(self) -> Iterator[TarEntry]:
         return self
@@ -236,11 +248,14 @@ class TarReader:
         if size == 0:
             return b""
         try:
-            data = self._read(size)
+            data = self._stream.take(size)
         except Exception as error:
             self._failure = error
             raise
-        self._remaining -= size
+        self._remaining -= len(data)
+        if len(data) < size:
+            self._failure = self._truncated_data()
+            raise self._failure
         return data
 
     def readinto_data(self, buffer: bytearray | memoryview) -> int:
@@ -256,25 +271,31 @@ class TarReader:
         if size == 0:
             return 0
         try:
-            self._read_into(view[:size])
+            count = self._stream.read_into(view[:size])
         except Exception as error:
             self._failure = error
             raise
-        self._remaining -= size
-        return size
+        self._remaining -= count
+        if count < size:
+            self._failure = self._truncated_data()
+            raise self._failure
+        return count
 
     # Entry assembly
 
     def _advance(self) -> TarEntry | None:
         if self._remaining:
-            self._skip(self._remaining)
-            self._remaining = 0
+            skipped = self._stream.skip(self._remaining)
+            self._remaining -= skipped
+            if self._remaining:
+                raise self._truncated_data()
         self._current = None
         self._name = None
         try:
             entry = self._read_entry()
         except TarFormatError as error:
-            raise self._invalid(str(error), self._block_offset) from None
+            offset = self._block_offset if error.offset is None else error.offset
+            raise self._invalid(str(error), offset, "header") from None
         self._current = entry
         if entry is not None:
             self._remaining = entry.data_size
@@ -282,73 +303,78 @@ class TarReader:
         return entry
 
     def _read_entry(self) -> TarEntry | None:
-        start = self.offset
-        pending = _Pending()
+        start = self._stream.offset
+        raw = _RawHeader(self._stream, self._max_header_bytes)
         # The previous entry's padding and this header block come in one
         # piece, so the raw header of a plain entry is a single bytes object.
         padding = self._padding
         self._padding = 0
         self._block_offset = start
-        chunk = self._take(padding + BLOCK_SIZE)
+        chunk = self._stream.take(padding + BLOCK_SIZE)
         if len(chunk) < padding:
             raise TarFormatError(
                 f"stream ends inside the padding, after {len(chunk)} of {padding} bytes"
             )
-        pending.parts.append(chunk)
-        pending.size = len(chunk)
+        raw.add(chunk)
         block = chunk[padding:] if padding else chunk
         self._block_offset = start + padding
         while len(block) == BLOCK_SIZE and block != ZERO_BLOCK:
             verify_checksum(block)
             typeflag = block[_TYPEFLAG]
             if typeflag not in _EXTENSIONS:
-                return self._build_entry(pending, block, start)
-            self._read_extension(pending, block, typeflag)
-            self._block_offset = self.offset
-            block = self._take(BLOCK_SIZE)
-            pending.parts.append(block)
-            pending.size += len(block)
-        self._finish(pending, block)
+                return self._build_entry(raw, block, start)
+            self._read_extension(raw, block, typeflag)
+            self._block_offset = self._stream.offset
+            block = self._stream.take(BLOCK_SIZE)
+            raw.add(block)
+        self._finish(raw, block)
         return None
 
-    def _finish(self, pending: _Pending, block: bytes) -> None:
+    def _finish(self, raw: _RawHeader, block: bytes) -> None:
         if block and len(block) < BLOCK_SIZE:
             raise TarFormatError(
                 f"stream ends inside a header block, after {len(block)} of"
                 f" {BLOCK_SIZE} bytes"
             )
-        if pending.expects_entry():
+        if raw.expects_entry():
             raise TarFormatError(
                 "extended header or long name is not followed by an entry"
             )
-        limit = self._max_header_bytes - pending.size
-        pending.parts.append(self._read_rest(limit))
-        self.trailer = b"".join(pending.parts)
+        limit = self._max_header_bytes - raw.size
+        rest = self._stream.take(limit + 1)
+        if len(rest) > limit:
+            raise TarFormatError(
+                "the end-of-archive blocks and the bytes after them exceed the"
+                f" limit of {self._max_header_bytes} bytes"
+            )
+        raw.add(rest)
+        self.trailer = b"".join(raw.parts)
 
-    def _read_extension(self, pending: _Pending, block: bytes, typeflag: bytes) -> None:
+    def _read_extension(self, raw: _RawHeader, block: bytes, typeflag: bytes) -> None:
         size = parse_number(block[_SIZE], "size")
         padded = size + padding_after(size)
         # The budget covers the body and the header block that must follow.
-        self._check_budget(pending, padded + BLOCK_SIZE)
-        body = self._collect(pending, padded, "extended header")
+        raw.check_budget(padded + BLOCK_SIZE)
+        body = raw.read(padded, "extended header")
         if typeflag in _PAX_LOCAL:
-            if pending.local is not None:
+            if raw.local is not None:
                 raise TarFormatError("second PAX extended header for one entry")
-            pending.local = parse_records(body, size, self._max_records)
+            raw.local = parse_records(body, size, self._max_records)
         elif typeflag == _PAX_GLOBAL:
-            update_globals(self._globals, parse_records(body, size, self._max_records))
+            records = parse_records(body, size, self._max_records)
+            update_globals(self._globals, records)
             if len(self._globals) > _MAX_GLOBAL_RECORDS:
                 raise TarFormatError(
                     f"more than {_MAX_GLOBAL_RECORDS} global PAX records in force"
                 )
         elif typeflag == _LONG_NAME:
-            if pending.long_name is not None:
+            if raw.long_name is not None:
                 raise TarFormatError("second GNU long name for one entry")
-            pending.long_name = body[:size].partition(b"\0")[0]
+            raw.long_name = body[:size].partition(b"\0")[0]
         elif typeflag == _LONG_LINK:
-            if pending.long_link is not None:
+            if raw.long_link is not None:
                 raise TarFormatError("second GNU long link for one entry")
-            pending.long_link = body[:size].partition(b"\0")[0]
+            raw.long_link = body[:size].partition(b"\0")[0]
         else:
             logger.debug(
                 "skipped GNU %r header at offset %d in %s",
@@ -357,64 +383,47 @@ class TarReader:
                 self._source,
             )
 
-    def _build_entry(self, pending: _Pending, block: bytes, start: int) -> TarEntry:
+    def _build_entry(self, raw: _RawHeader, block: bytes, start: int) -> TarEntry:
         try:
             entry = decode_header(block)
         except TarFormatError:
-            self._name = pending.long_name or block[:100].partition(b"\0")[0]
+            self._name = raw.long_name or block[:100].partition(b"\0")[0]
             raise
         self._name = entry.name
-        if pending.local or self._globals:
-            apply_records(entry, merge_records(self._globals, pending.local or []))
-        if pending.long_name is not None:
-            entry.name = pending.long_name
-        if pending.long_link is not None:
-            entry.linkname = pending.long_link
+        if raw.local or self._globals:
+            apply_records(entry, merge_records(self._globals, raw.local or []))
+        if raw.long_name is not None:
+            entry.name = raw.long_name
+        if raw.long_link is not None:
+            entry.linkname = raw.long_link
         self._name = entry.name
         if entry.typeflag == _OLD_SPARSE:
-            self._read_old_sparse(pending, entry, block)
-        elif pending.local:
-            self._apply_pax_sparse(pending, entry)
+            self._apply_old_sparse(raw, entry, block)
+        elif raw.local:
+            self._apply_pax_sparse(raw, entry)
         if (
             entry.kind is EntryKind.FILE
             and entry.typeflag in _SLASH_DIR_TYPEFLAGS
             and entry.name.endswith(b"/")
         ):
             entry.kind = EntryKind.DIR
-        parts = pending.parts
+        parts = raw.parts
         entry.raw_header = parts[0] if len(parts) == 1 else b"".join(parts)
         entry.offset = start
         return entry
 
-    # Sparse maps
-
-    def _read_old_sparse(
-        self, pending: _Pending, entry: TarEntry, block: bytes
-    ) -> None:
-        if pending.local and has_sparse_records(pending.local):
+    def _apply_old_sparse(self, raw: _RawHeader, entry: TarEntry, block: bytes) -> None:
+        if raw.local and has_sparse_records(raw.local):
             raise TarFormatError("entry has both an old GNU and a PAX sparse map")
         if block[_MAGIC] != GNU_MAGIC:
             raise TarFormatError("old GNU sparse header without the GNU magic")
-        regions: list[tuple[int, int]] = []
-        ended = parse_old_sparse(block, *_SPARSE_IN_HEADER, regions)
-        extended = block[_SPARSE_HEADER_EXTENDED]
-        real_size = parse_number(block[_SPARSE_REAL_SIZE], "sparse real size")
-        while extended:
-            if ended:
-                raise TarFormatError("old GNU sparse map continues after its end")
-            self._block_offset = self.offset
-            self._check_budget(pending, BLOCK_SIZE)
-            extension = self._collect(pending, BLOCK_SIZE, "sparse header")
-            ended = parse_old_sparse(extension, *_SPARSE_IN_EXTENSION, regions)
-            extended = extension[_SPARSE_EXTENSION_EXTENDED]
-            self._check_region_count(len(regions))
-        self._check_region_count(len(regions))
+        regions, real_size = read_old_sparse(block, raw, self._max_sparse_regions)
         entry.sparse = check_regions(regions, real_size, entry.data_size)
         entry.size = real_size
 
-    def _apply_pax_sparse(self, pending: _Pending, entry: TarEntry) -> None:
-        assert pending.local is not None
-        info = parse_sparse_records(pending.local, self._max_sparse_regions)
+    def _apply_pax_sparse(self, raw: _RawHeader, entry: TarEntry) -> None:
+        assert raw.local is not None
+        info = parse_sparse_records(raw.local, self._max_sparse_regions)
         if info is None:
             return
         if entry.typeflag[0] in HEADER_ONLY_TYPEFLAGS:
@@ -424,66 +433,16 @@ class TarReader:
             self._name = entry.name
         regions = info.regions
         if regions is None:
-            regions = self._read_sparse_map(pending, entry)
+            regions, map_size = read_sparse_map(
+                raw, entry.data_size, self._max_sparse_regions
+            )
+            entry.data_size -= map_size
         entry.sparse = check_regions(regions, info.real_size, entry.data_size)
         entry.size = info.real_size
 
-    def _read_sparse_map(
-        self, pending: _Pending, entry: TarEntry
-    ) -> list[tuple[int, int]]:
-        # PAX 1.0: decimal lines "COUNT\n" then "OFFSET\nLENGTH\n" per region,
-        # padded to a whole block, at the start of the data area. The map is
-        # part of the raw header; the data that follows it is what remains.
-        self._block_offset = self.offset
-        text = bytearray()
-        numbers: list[int] = []
-        wanted = 1
-        position = 0
-        while len(numbers) < wanted:
-            newline = text.find(b"\n", position)
-            if newline < 0:
-                text += self._read_sparse_map_block(pending, entry, len(text))
-                continue
-            numbers.append(self._sparse_map_number(text[position:newline]))
-            position = newline + 1
-            if len(numbers) == 1:
-                self._check_region_count(numbers[0])
-                wanted = 1 + 2 * numbers[0]
-        entry.data_size -= len(text)
-        return list(zip(numbers[1::2], numbers[2::2]))
+    # Errors
 
-    def _read_sparse_map_block(
-        self, pending: _Pending, entry: TarEntry, read_so_far: int
-    ) -> bytes:
-        if read_so_far + BLOCK_SIZE > entry.data_size:
-            raise TarFormatError("GNU sparse map runs past the entry's data")
-        self._check_budget(pending, BLOCK_SIZE)
-        return self._collect(pending, BLOCK_SIZE, "sparse map")
-
-    @staticmethod
-    def _sparse_map_number(token: bytes | bytearray) -> int:
-        if not token.isdigit() or len(token) > _MAX_SPARSE_MAP_DIGITS:
-            raise TarFormatError(f"invalid number {bytes(token)!r} in GNU sparse map")
-        return int(token)
-
-    def _check_region_count(self, count: int) -> None:
-        if count > self._max_sparse_regions:
-            raise TarFormatError(
-                f"sparse map has more than {self._max_sparse_regions} regions"
-            )
-
-    # Budget and errors
-
-    def _check_budget(self, pending: _Pending, size: int) -> None:
-        if pending.size + size > self._max_header_bytes:
-            raise TarFormatError(
-                f"headers of one entry exceed the limit of"
-                f" {self._max_header_bytes} bytes"
-            )
-
-    def _invalid(
-        self, rule: str, offset: int, what: str = "header"
-    ) -> InvalidArgumentError:
+    def _invalid(self, rule: str, offset: int, part: str) -> InvalidArgumentError:
         where = f" in {self._source}" if self._source else ""
         entry = ""
         if self._name is not None:
@@ -492,7 +451,7 @@ class TarReader:
                 name = name[:_MAX_NAME_IN_MESSAGE] + "..."
             entry = f" for {name!r}"
         return InvalidArgumentError(
-            f"invalid tar {what}{entry} at offset {offset}{where}: {rule}"
+            f"invalid tar {part}{entry} at offset {offset}{where}: {rule}"
         )
 
     def _truncated_data(self) -> InvalidArgumentError:
@@ -502,104 +461,6 @@ class TarReader:
         return self._invalid(
             f"stream ends inside the entry's {self._current.data_size} bytes of"
             f" data, which start at offset {data_start}",
-            self.offset,
+            self._stream.offset,
             "data",
         )
-
-    # Buffered stream access
-
-    def _collect(self, pending: _Pending, size: int, what: str) -> bytes:
-        """Read ``size`` header bytes into ``pending``; error if the stream ends."""
-        data = self._take(size)
-        if len(data) < size:
-            raise TarFormatError(
-                f"stream ends inside the {what}, after {len(data)} of {size} bytes"
-            )
-        pending.parts.append(data)
-        pending.size += size
-        return data
-
-    def _take(self, size: int) -> bytes:
-        """Return the next ``size`` bytes, fewer only at the end of the stream."""
-        position = self._position
-        end = position + size
-        if end <= len(self._buffer):
-            self._position = end
-            return self._buffer[position:end]
-        return self._take_across(size)
-
-    def _take_across(self, size: int) -> bytes:
-        parts = [self._buffer[self._position :]]
-        missing = size - len(parts[0])
-        self._buffer = b""
-        self._position = 0
-        while missing > 0:
-            chunk = self._stream.read(min(max(missing, _READ_SIZE), _MAX_READ))
-            if not chunk:
-                break
-            self._stream_offset += len(chunk)
-            if len(chunk) > missing:
-                # Keep the excess buffered for the headers that follow.
-                self._buffer = chunk
-                self._position = missing
-                parts.append(chunk[:missing])
-                break
-            parts.append(chunk)
-            missing -= len(chunk)
-        return b"".join(parts)
-
-    def _read_rest(self, limit: int) -> bytes:
-        data = self._take(limit + 1)
-        if len(data) > limit:
-            raise TarFormatError(
-                "the end-of-archive blocks and the bytes after them exceed the"
-                f" limit of {self._max_header_bytes} bytes"
-            )
-        return data
-
-    def _read(self, size: int) -> bytes:
-        data = self._take(size)
-        if len(data) < size:
-            raise self._truncated_data()
-        return data
-
-    def _read_into(self, view: memoryview) -> None:
-        size = len(view)
-        filled = min(len(self._buffer) - self._position, size)
-        if filled:
-            start = self._position
-            view[:filled] = memoryview(self._buffer)[start : start + filled]
-            self._position += filled
-        while filled < size:
-            missing = size - filled
-            if self._readinto is None or missing < _READ_SIZE:
-                data = self._read(min(missing, _MAX_READ))
-                view[filled : filled + len(data)] = data
-                filled += len(data)
-                continue
-            # Large reads go straight into the caller's buffer, with no copy.
-            count = self._readinto(view[filled : filled + min(missing, _MAX_READ)])
-            if not count:
-                raise self._truncated_data()
-            self._stream_offset += count
-            filled += count
-
-    def _skip(self, size: int) -> None:
-        available = min(len(self._buffer) - self._position, size)
-        self._position += available
-        size -= available
-        if not size:
-            return
-        if self._scratch is None:
-            self._scratch = memoryview(bytearray(_READ_SIZE))
-        scratch = self._scratch
-        while size:
-            piece = scratch[: min(size, len(scratch))]
-            if self._readinto is not None:
-                count = self._readinto(piece)
-            else:
-                count = len(self._stream.read(len(piece)))
-            if not count:
-                raise self._truncated_data()
-            self._stream_offset += count
-            size -= count

@@ -297,6 +297,7 @@ def test_base256_fields() -> None:
         (b"644\x00junk", 0o644),
         (b"\x00" * 8, 0),
         (b" " * 8, 0),
+        (b"\x00\x000644\x00", 0o644),
     ],
 )
 def test_octal_mode_forms(field: bytes, value: int) -> None:
@@ -493,6 +494,17 @@ def test_invalid_numeric_field_names_entry() -> None:
     assert _error(data) == (
         f"invalid tar header for '{'long/' * 30}' at offset 1024 in test.tar:"
         " invalid uid field b'12x4\\x00\\x00\\x00\\x00'"
+    )
+
+
+@pytest.mark.parametrize(
+    "field", [b"12 34\x00\x00\x00", b"0000648\x00", b"+644\x00\x00\x00\x00"]
+)
+def test_invalid_octal_field(field: bytes) -> None:
+    data = header(b"m", raw={"mode": field}) + end()
+
+    assert _error(data) == (
+        f"invalid tar header for 'm' at offset 0 in test.tar: invalid mode field {field!r}"
     )
 
 
