@@ -105,8 +105,12 @@ def test_foreign_database_rejected(tmp_path: Path) -> None:
     with raw_database(path) as connection:
         connection.execute("CREATE TABLE notes (text TEXT)")
 
-    with pytest.raises(FailedPreconditionError, match="not an ipcs-fs block store"):
+    with pytest.raises(FailedPreconditionError) as raised:
         EmbeddedStore(path)
+    assert str(raised.value) == (
+        f"failed to open store {path / DATABASE_NAME}: it is a SQLite database"
+        " of another application, so choose another store directory"
+    )
 
 
 def test_newer_schema_rejected(tmp_path: Path) -> None:
@@ -115,8 +119,12 @@ def test_newer_schema_rejected(tmp_path: Path) -> None:
     with raw_database(path) as connection:
         connection.execute("PRAGMA user_version = 2")
 
-    with pytest.raises(FailedPreconditionError, match="schema version 2"):
+    with pytest.raises(FailedPreconditionError) as raised:
         EmbeddedStore(path)
+    assert str(raised.value) == (
+        f"failed to open store {path / DATABASE_NAME}: it has schema version 2,"
+        " but this ipcs-fs reads only version 1"
+    )
 
 
 def test_database_in_wal_mode(tmp_path: Path) -> None:
