@@ -21,15 +21,16 @@ READ_SIZE = 1 << 20
 """Bytes asked for per read from files and decompressors."""
 
 MAX_DOCUMENT_SIZE = 4 << 20
-"""Largest manifest, index or config read into memory: 4 MiB, the limit that
-Docker's registry and containers/image (``iolimits.MaxManifestBodySize``) use."""
+"""Largest manifest, index or config read into memory: 4 MiB, the limit of
+containers/image (``iolimits.MaxManifestBodySize``), which it aligns with
+Docker's registry."""
 
 
 class VerifyingReader(io.RawIOBase):
     """A readable stream of one blob that checks its size and sha256.
 
-    The digest is checked as soon as ``size`` bytes have passed, and the size
-    again at end of stream. On a mismatch the read that detects it raises
+    The digest is checked as soon as ``size`` bytes have passed, and both again
+    at end of stream. On a mismatch the read that detects it raises
     DataLossError naming the digest and ``location``, and returns no byte beyond
     the declared size. A caller that stops before ``size`` bytes gets no check.
     Closing the reader closes ``raw``.
@@ -80,7 +81,9 @@ class VerifyingReader(io.RawIOBase):
 
     def _account(self, data: bytes | memoryview) -> None:
         if not data:
+            # End of stream: an empty blob has had no other chance to be checked.
             self._check_size()
+            self._check_digest()
             return
         self._count += len(data)
         if self._count > self._size:

@@ -129,7 +129,12 @@ def resolve_tag(index: Index, tag: str | None, location: str) -> Descriptor:
     for key in ("ref_name", "containerd_name"):
         matches = [e for e in entries if _name_of(e, key) == tag]
         if len(matches) > 1:
-            log.warning("tag %s names %d entries in %s", tag, len(matches), location)
+            log.warning(
+                "tag %s names %d entries in %s; using the first",
+                tag,
+                len(matches),
+                location,
+            )
         if matches:
             return matches[0]
     raise NotFoundError(
@@ -303,7 +308,12 @@ def _merge_entry(
 
 
 def _prepare_layout(root: Path, durable: bool) -> None:
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as error:
+        raise FailedPreconditionError(
+            f"failed to create an image layout in {root}: not a directory"
+        ) from error
     layout_file = root / LAYOUT_FILE
     if layout_file.exists():
         _check_layout_file(DirectoryFiles(root, str(root)))

@@ -7,7 +7,7 @@ text, and return the :class:`~ipcs_fs.oci.image.ImageSource` or
 
 from __future__ import annotations
 
-from ..errors import UnimplementedError
+from ..errors import NotFoundError, UnimplementedError
 from .archive import ArchiveSink, open_archive_source
 from .image import ImageSink, ImageSource
 from .layout import DirectoryFiles, LayoutSink, LayoutSource
@@ -32,6 +32,10 @@ def open_source(reference: ImageReference | str) -> ImageSource:
     if isinstance(reference, str):
         reference = parse_reference(reference)
     if isinstance(reference, LayoutReference):
+        if not reference.path.is_dir():
+            raise NotFoundError(
+                f"failed to open {reference}: directory {reference.path} not found"
+            )
         files = DirectoryFiles(reference.path, f"oci:{reference.path}")
         return LayoutSource(reference, files)
     if isinstance(reference, ArchiveReference):

@@ -402,4 +402,39 @@ def test_warning_for_duplicate_tag(tmp_path, caplog):
         root = open_source(f"oci:{tmp_path}:v1").root()
 
     assert root.digest == _digest(one)
-    assert caplog.messages == [f"tag v1 names 2 entries in oci:{tmp_path}"]
+    assert caplog.messages == [
+        f"tag v1 names 2 entries in oci:{tmp_path}; using the first"
+    ]
+
+
+def test_empty_blob_with_wrong_digest_raises(tmp_path):
+    builder = LayoutBuilder(tmp_path)
+    builder.write_index_json([])
+    wrong = Digest.of(b"not empty")
+    (tmp_path / "blobs/sha256" / wrong.hex).write_bytes(b"")
+    source = open_source(f"oci:{tmp_path}")
+
+    with pytest.raises(DataLossError) as caught:
+        source.read_blob(Descriptor("text/plain", wrong, 0))
+
+    assert str(caught.value) == (
+        f"failed to verify blob {wrong} in oci:{tmp_path}:"
+        f" content hashes to {sha256(b'')}"
+    )
+
+
+def test_missing_layout_directory_not_found(tmp_path):
+    with pytest.raises(NotFoundError) as caught:
+        open_source(f"oci:{tmp_path / 'absent'}:v1")
+
+    assert str(caught.value) == (
+        f"failed to open oci:{tmp_path / 'absent'}:v1:"
+        f" directory {tmp_path / 'absent'} not found"
+    )
+
+
+def test_sink_on_file_rejected(tmp_path):
+    (tmp_path / "file").write_text("x")
+
+    with pytest.raises(FailedPreconditionError, match="not a directory"):
+        open_sink(f"oci:{tmp_path / 'file'}")
