@@ -1,0 +1,162 @@
+"""Conversion time and peak memory against the decompression floor, in one run.
+
+For each layer, this runs back to back:
+
+- the floor, ``gzip -dc LAYER | sha256sum``: a conversion must at least
+  decompress the layer and hash it once;
+- ``convert``: a child Python process that converts the layer into a fresh
+  embedded block store, reporting wall time, CPU time and peak RSS.
+
+Layers: the base layer of the real ``debian-bookworm`` image (built by
+``fixtures.debian_images``), and a synthetic layer of about 1 GiB of this
+machine's ``/usr/lib`` files (made once, cached), to check that memory stays
+flat as layers grow. Run from the repository root::
+
+    .venv/bin/python -m benchmarks.convert [--repeat N] [--layer FILE ...]
+
+Results print as a table and are written to ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import machine_description, write_results
+from fixtures.debian_images import cache_root, ensure_image
+
+_SYNTHETIC_SIZE = 1 << 30
+
+
+def _base_layer() -> Path:
+    paths = ensure_image("debian-bookworm")
+    index = json.loads((paths.layout_dir / "index.json").read_bytes())
+    blobs = paths.layout_dir / "blobs" / "sha256"
+    manifest = json.loads((blobs / index["manifests"][0]["digest"][7:]).read_bytes())
+    return blobs / manifest["layers"][0]["digest"][7:]
+
+
+def _synthetic_layer() -> Path:
+    """A gzip tar of about 1 GiB of /usr/lib, made once and cached."""
+    target = cache_root() / "bench" / "usr-lib-1gib.tar.gz"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    total = 0
+    with open(partial, "wb") as raw:
+        gzip = subprocess.Popen(["gzip", "-6", "-n"], stdin=subprocess.PIPE, stdout=raw)
+        with tarfile.open(
+            fileobj=gzip.stdin, mode="w|", format=tarfile.PAX_FORMAT
+        ) as tar:
+            for path in sorted(Path("/usr/lib").rglob("*")):
+                if total >= _SYNTHETIC_SIZE:
+                    break
+                if path.is_symlink() or path.is_file():
+                    tar.add(path, recursive=False)
+                    total += path.lstat().st_size if path.is_file() else 0
+        gzip.stdin.close()
+        if gzip.wait() != 0:
+            raise RuntimeError("gzip failed while making the synthetic layer")
+    partial.rename(target)
+    return target
+
+
+def _floor(layer: Path) -> float:
+    started = time.monotonic()
+    subprocess.run(
+        f"gzip -dc '{layer}' | sha256sum > /dev/null", shell=True, check=True
+    )
+    return time.monotonic() - started
+
+
+def _convert(layer: Path) -> dict:
+    with tempfile.TemporaryDirectory(prefix="ipcs-fs-bench-") as scratch:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "benchmarks.convert",
+                "--child",
+                str(layer),
+                str(Path(scratch) / "store"),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    return json.loads(result.stdout)
+
+
+def _child(layer: Path, store_path: Path) -> None:
+    from ipcs_fs.layer.convert import convert_layer
+    from ipcs_fs.oci.compression import open_uncompressed
+    from ipcs_fs.store import EmbeddedStore
+
+    started = time.monotonic()
+    cpu_started = time.process_time()
+    with EmbeddedStore(store_path) as store, open(layer, "rb") as blob:
+        with open_uncompressed(blob) as tar, store.batch() as batch:
+            result = convert_layer(tar, batch.put, source=layer.name)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    json.dump(
+        {
+            "wall_seconds": time.monotonic() - started,
+            "cpu_seconds": time.process_time() - cpu_started,
+            "peak_rss_mib": usage.ru_maxrss / 1024,
+            "tar_bytes": result.tar_size,
+            "entries": result.entry_count,
+        },
+        sys.stdout,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="conversion benchmark")
+    parser.add_argument("--layer", type=Path, action="append", help="gzip layer")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per layer")
+    parser.add_argument(
+        "--child", nargs=2, metavar=("LAYER", "STORE"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(Path(args.child[0]), Path(args.child[1]))
+        return 0
+
+    layers = args.layer or [_base_layer(), _synthetic_layer()]
+    rows = []
+    for layer in layers:
+        for run in range(args.repeat):
+            floor = _floor(layer)
+            converted = _convert(layer)
+            rows.append(
+                {
+                    "layer": str(layer),
+                    "run": run,
+                    "floor_seconds": floor,
+                    **converted,
+                    "ratio": converted["wall_seconds"] / floor,
+                }
+            )
+            print(
+                f"{layer.name[:24]:24} run {run}: tar {converted['tar_bytes'] / 2**20:7.0f} MiB"
+                f"  floor {floor:6.2f}s  convert {converted['wall_seconds']:6.2f}s"
+                f" (cpu {converted['cpu_seconds']:6.2f}s)  ratio {rows[-1]['ratio']:4.2f}"
+                f"  peak {converted['peak_rss_mib']:5.0f} MiB"
+            )
+    path = write_results("convert", {"machine": machine_description(), "rows": rows})
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
