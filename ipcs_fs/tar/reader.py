@@ -25,10 +25,12 @@ Rules that tar implementations disagree on, as decided here:
 
 - Typeflags 1 to 6 (links, devices, directories, FIFOs) have no data, whatever
   their size field records, as in Go's archive/tar, which containerd uses.
-- Typeflags 0, NUL and 7 are regular files, and directories when the name ends
-  in ``/`` (old tars). GNU ``D`` is a directory with data. Every other
-  typeflag that is not an extension record is a regular file with data, as
-  POSIX tells readers to do.
+- Typeflags 0, NUL and 7 are regular files. An entry with typeflag NUL (the
+  pre-POSIX regular file) and a name ending in ``/`` is a directory, as Go's
+  archive/tar reads it. GNU tar and libarchive take 0 and 7 with such a name
+  as directories too; here they stay files with a slash in the name.
+- GNU ``D`` is a directory with data. Every other typeflag that is not an
+  extension record is a regular file with data, as POSIX tells readers to do.
 - GNU ``V`` (volume label), ``M`` (continuation from a previous volume) and
   ``N`` (old long names) headers are skipped with their bodies. Their bytes
   become part of the next entry's raw header (or of the trailer), so they are
@@ -92,7 +94,7 @@ _LONG_LINK = b"K"
 _SKIPPED = frozenset((b"V", b"M", b"N"))
 _EXTENSIONS = _PAX_LOCAL | {_PAX_GLOBAL, _LONG_NAME, _LONG_LINK} | _SKIPPED
 _OLD_SPARSE = b"S"
-_SLASH_DIR_TYPEFLAGS = frozenset((b"0", b"\0", b"7"))
+_OLD_REGULAR = b"\0"
 
 
 class _RawHeader:
@@ -401,11 +403,7 @@ class TarReader:
             self._apply_old_sparse(raw, entry, block)
         elif raw.local:
             self._apply_pax_sparse(raw, entry)
-        if (
-            entry.kind is EntryKind.FILE
-            and entry.typeflag in _SLASH_DIR_TYPEFLAGS
-            and entry.name.endswith(b"/")
-        ):
+        if entry.typeflag == _OLD_REGULAR and entry.name.endswith(b"/"):
             entry.kind = EntryKind.DIR
         parts = raw.parts
         entry.raw_header = parts[0] if len(parts) == 1 else b"".join(parts)

@@ -189,9 +189,9 @@ def test_typeflag_kinds(typeflag: bytes, kind: EntryKind) -> None:
 @pytest.mark.parametrize(
     ("typeflag", "kind"),
     [
-        (b"0", EntryKind.DIR),
         (b"\x00", EntryKind.DIR),
-        (b"7", EntryKind.DIR),
+        (b"0", EntryKind.FILE),
+        (b"7", EntryKind.FILE),
         (b"Z", EntryKind.FILE),
     ],
 )
