@@ -123,11 +123,13 @@ def apply_entry(state: LayerState, entry: TarEntry) -> None:
     if not components:
         _apply_root(state, entry)
         return
-    whiteout = classify_whiteout(components[-1])
-    if whiteout is not WhiteoutKind.NONE:
-        _apply_whiteout(state, whiteout, components)
-        return
-    if _check_parents(components):
+    # Most names hold no whiteout prefix at all; skip the per-component check.
+    if WHITEOUT_PREFIX in entry.name:
+        whiteout = classify_whiteout(components[-1])
+        if whiteout is not WhiteoutKind.NONE:
+            _apply_whiteout(state, whiteout, components)
+            return
+    if WHITEOUT_PREFIX not in entry.name or _check_parents(components):
         parent = state.target.walk(components[:-1], create=True)
         assert parent is not None
         _HANDLERS[entry.kind](state, entry, parent, components)
