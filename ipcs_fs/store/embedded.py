@@ -64,6 +64,14 @@ from ..errors import (
     UnavailableError,
 )
 from ..ids import Cid
+from ._sqlite import (
+    contains,
+    error_code,
+    fetch_page,
+    is_busy,
+    select_block,
+    write_transaction,
+)
 from .base import BlockStore, StoreStat
 
 __all__ = [
@@ -85,13 +93,6 @@ SCHEMA_VERSION = 1
 # "ipcs" in ASCII, stored in the database header to tell our stores from
 # other SQLite files.
 APPLICATION_ID = 0x69706373
-
-# Blocks up to this length are read with one SELECT. Longer ones are read
-# through the incremental blob API, which copies the pages straight into the
-# returned bytes instead of first assembling them in a temporary buffer. For
-# 256 KiB blocks read once each, the blob API took half the CPU time. Below
-# 64 KiB, its extra statements cost more than the copy saves.
-_INLINE_READ_MAX = 64 * 1024
 
 # Rows fetched per query when listing CIDs, so that no read transaction stays
 # open while the caller handles them.
@@ -183,13 +184,13 @@ class EmbeddedStore(BlockStore):
         log.debug("opened block store %s", self.database)
 
     def get(self, cid: Cid) -> bytes:
-        block = self._run(lambda c: _select_block(c, cid.raw), "get block", cid)
+        block = self._run(lambda c: select_block(c, cid.raw), "get block", cid)
         if block is None:
             raise NotFoundError(f"failed to get block {cid}: not found in {self.path}")
         return block
 
     def has(self, cid: Cid) -> bool:
-        return self._run(lambda c: _contains(c, cid.raw), "look up block", cid)
+        return self._run(lambda c: contains(c, cid.raw), "look up block", cid)
 
     def put(self, cid: Cid, block: bytes) -> None:
         self._write_blocks([(cid, block)])
@@ -204,18 +205,18 @@ class EmbeddedStore(BlockStore):
         if not blocks:
             return
         action = "put block" if len(blocks) == 1 else f"put {len(blocks)} blocks from"
-        self._run(lambda c: _write(c, insert), action, blocks[0][0])
+        self._run(lambda c: write_transaction(c, insert), action, blocks[0][0])
 
     def pin(self, cid: Cid) -> None:
         def insert(connection: sqlite3.Connection) -> bool:
-            if not _contains(connection, cid.raw):
+            if not contains(connection, cid.raw):
                 return False
             connection.execute(
                 "INSERT OR IGNORE INTO pins (cid) VALUES (?)", (cid.raw,)
             )
             return True
 
-        if not self._run(lambda c: _write(c, insert), "pin", cid):
+        if not self._run(lambda c: write_transaction(c, insert), "pin", cid):
             raise NotFoundError(f"failed to pin {cid}: block not found in {self.path}")
 
     def unpin(self, cid: Cid) -> None:
@@ -244,7 +245,7 @@ class EmbeddedStore(BlockStore):
             )
             return cursor.rowcount
 
-        return self._run(lambda c: _write(c, remove), "delete blocks")
+        return self._run(lambda c: write_transaction(c, remove), "delete blocks")
 
     def cids(self) -> Iterator[Cid]:
         return self._list_keys("blocks")
@@ -285,7 +286,7 @@ class EmbeddedStore(BlockStore):
         last = b""
         while True:
             rows = self._run(
-                partial(_fetch_page, query=query, after=last), "list " + table
+                partial(fetch_page, query=query, after=last), "list " + table
             )
             for (key,) in rows:
                 yield Cid.from_bytes(key)
@@ -312,7 +313,7 @@ class EmbeddedStore(BlockStore):
             try:
                 return operation(self._connection())
             except sqlite3.Error as error:
-                if not _is_busy(error) or time.monotonic() >= deadline:
+                if not is_busy(error) or time.monotonic() >= deadline:
                     raise self._translate(error, action, cid) from error
             attempt += 1
             log.debug(
@@ -330,8 +331,8 @@ class EmbeddedStore(BlockStore):
         subject = (
             f"failed to {action} {cid}" if cid is not None else f"failed to {action}"
         )
-        code = _error_code(error)
-        if _is_busy(error):
+        code = error_code(error)
+        if is_busy(error):
             return UnavailableError(
                 f"{subject}: {self.database} stayed locked by another process or"
                 f" thread for {self._lock_timeout:g} s: {error}"
@@ -391,82 +392,6 @@ class EmbeddedStore(BlockStore):
         self._pid = os.getpid()
 
 
-# SQLite work on one connection
-
-
-def _select_block(connection: sqlite3.Connection, key: bytes) -> bytes | None:
-    row = connection.execute(
-        "SELECT CASE WHEN size <= ? THEN data END, size FROM blocks WHERE cid = ?",
-        (_INLINE_READ_MAX, key),
-    ).fetchone()
-    if row is None:
-        return None
-    data: bytes | None = row[0]
-    if data is not None:
-        return data
-    return _read(connection, lambda c: _read_blob(c, key))
-
-
-def _read_blob(connection: sqlite3.Connection, key: bytes) -> bytes | None:
-    # Runs in a read transaction, so the row found is the row read even if
-    # another process deletes it and its id is reused meanwhile.
-    row = connection.execute("SELECT id FROM blocks WHERE cid = ?", (key,)).fetchone()
-    if row is None:
-        return None
-    with connection.blobopen("blocks", "data", row[0], readonly=True) as blob:
-        return blob.read()
-
-
-def _fetch_page(
-    connection: sqlite3.Connection, *, query: str, after: bytes
-) -> list[tuple[bytes]]:
-    return connection.execute(query, (after,)).fetchall()
-
-
-def _contains(connection: sqlite3.Connection, key: bytes) -> bool:
-    row = connection.execute("SELECT 1 FROM blocks WHERE cid = ?", (key,)).fetchone()
-    return row is not None
-
-
-def _write(
-    connection: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]
-) -> T:
-    # IMMEDIATE takes the write lock at BEGIN. A deferred transaction that
-    # upgrades from read to write gets SQLITE_BUSY at once when another
-    # writer got there first, without waiting for the lock.
-    return _transaction(connection, "BEGIN IMMEDIATE", body)
-
-
-def _read(connection: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
-    return _transaction(connection, "BEGIN", body)
-
-
-def _transaction(
-    connection: sqlite3.Connection,
-    begin: str,
-    body: Callable[[sqlite3.Connection], T],
-) -> T:
-    connection.execute(begin)
-    try:
-        result = body(connection)
-        connection.execute("COMMIT")
-    except BaseException:
-        _rollback(connection)
-        raise
-    return result
-
-
-def _rollback(connection: sqlite3.Connection) -> None:
-    if not connection.in_transaction:
-        return
-    try:
-        connection.execute("ROLLBACK")
-    except sqlite3.Error as error:
-        # Keep the error that caused the rollback. SQLite rolls the
-        # transaction back by itself when the connection closes.
-        log.warning("failed to roll back a transaction: %s", error)
-
-
 def _initialize(connection: sqlite3.Connection, *, database: Path) -> None:
     mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
     if mode != "wal":
@@ -477,7 +402,7 @@ def _initialize(connection: sqlite3.Connection, *, database: Path) -> None:
             f"failed to open store {database}: SQLite kept journal mode {mode}"
             " instead of WAL, so put the store on a local file system"
         )
-    _write(connection, partial(_create_schema, database=database))
+    write_transaction(connection, partial(_create_schema, database=database))
 
 
 def _create_schema(connection: sqlite3.Connection, *, database: Path) -> None:
@@ -499,19 +424,6 @@ def _create_schema(connection: sqlite3.Connection, *, database: Path) -> None:
             f"failed to open store {database}: it has schema version {version},"
             f" but this ipcs-fs reads only version {SCHEMA_VERSION}"
         )
-
-
-def _error_code(error: sqlite3.Error) -> int | None:
-    code = getattr(error, "sqlite_errorcode", None)
-    # Extended result codes carry the primary code in the low byte.
-    return code & 0xFF if code is not None else None
-
-
-def _is_busy(error: sqlite3.Error) -> bool:
-    code = _error_code(error)
-    if code is None:
-        return "locked" in str(error)
-    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _create_directory(path: Path) -> None:
