@@ -16,8 +16,8 @@ Layers may be cut into parts:
 
 A stream that ends inside a member or frame raises InvalidArgumentError, and so
 does garbage between parts. python-zstandard does not report a zstd stream that
-ends mid-frame, so :class:`_ZstdFrameTracker` follows the frame and block
-headers (RFC 8878) of the compressed bytes to find where frames end.
+ends mid-frame, so :class:`~ipcs_fs.oci.zstd_frames.ZstdFrameTracker` follows
+the frame and block headers of the compressed bytes to find where frames end.
 
 :func:`gzip_compress_chunks` and :func:`gzip_compress_stream` write one gzip
 member with a fixed header (mtime 0, no file name, OS 255), so the same tar and
@@ -38,6 +38,7 @@ import zstandard
 from ..errors import InvalidArgumentError
 from .blob import READ_SIZE
 from .mediatypes import Compression, compression_of
+from .zstd_frames import ZstdFrameTracker, is_skippable_frame
 
 __all__ = [
     "GZIP_MAGIC",
@@ -84,16 +85,9 @@ def detect_compression(prefix: bytes) -> Compression:
     """
     if prefix.startswith(GZIP_MAGIC):
         return Compression.GZIP
-    if prefix.startswith(ZSTD_MAGIC) or _is_skippable_magic(prefix):
+    if prefix.startswith(ZSTD_MAGIC) or is_skippable_frame(prefix):
         return Compression.ZSTD
     return Compression.NONE
-
-
-def _is_skippable_magic(prefix: bytes) -> bool:
-    if len(prefix) < 4:
-        return False
-    magic = int.from_bytes(prefix[:4], "little")
-    return magic & _SKIPPABLE_MASK == _SKIPPABLE_MAGIC
 
 
 def open_uncompressed(
@@ -115,8 +109,10 @@ def open_uncompressed(
     detected = detect_compression(prefix)
     if declared is not None and declared is not detected:
         log.warning(
-            "layer of media type %s is %s by its magic bytes; decompressing as %s",
+            "layer media type %s declares %s, but the magic bytes say %s;"
+            " decompressing as %s",
             media_type,
+            declared.value,
             detected.value,
             detected.value,
         )
@@ -268,8 +264,8 @@ class _GzipReader(_RawReader):
     def _end_member(self) -> None:
         # At the end of a member, unused_data contains every byte of the piece
         # after the trailer. unconsumed_tail may repeat them (seen with
-        # CPython 3.11 when the output limit is reached in the same call), so
-        # it is ignored here.
+        # CPython 3.11 after a call that stopped at the output limit), so it
+        # is ignored here.
         unused = self._decompressor.unused_data
         if unused:
             self._input = memoryview(unused + bytes(self._input))
@@ -288,7 +284,7 @@ class _ZstdReader(_RawReader):
 
     def __init__(self, source: _PrefixedReader, max_window_size: int) -> None:
         super().__init__()
-        self._tracker = _ZstdFrameTracker()
+        self._tracker = ZstdFrameTracker()
         self._source = _TrackedSource(source, self._tracker)
         decompressor = zstandard.ZstdDecompressor(max_window_size=max_window_size)
         self._reader = decompressor.stream_reader(
@@ -317,7 +313,7 @@ class _ZstdReader(_RawReader):
 class _TrackedSource:
     """Passes compressed bytes to the zstd decoder and to a frame tracker."""
 
-    def __init__(self, source: _PrefixedReader, tracker: _ZstdFrameTracker) -> None:
+    def __init__(self, source: _PrefixedReader, tracker: ZstdFrameTracker) -> None:
         self._source = source
         self._tracker = tracker
 
@@ -340,116 +336,6 @@ class _TrackedSource:
 
     def close(self) -> None:
         self._source.close()
-
-
-_ZSTD_FRAME_MAGIC = 0xFD2FB528
-_SKIPPABLE_MAGIC = 0x184D2A50
-_SKIPPABLE_MASK = 0xFFFFFFF0
-_DICTIONARY_ID_SIZES = (0, 1, 2, 4)
-_CONTENT_SIZE_SIZES = (0, 2, 4, 8)  # flag 0 means 1 byte with Single_Segment set
-_RLE_BLOCK = 1
-_RESERVED_BLOCK = 3
-
-
-class _ZstdFrameTracker:
-    """Follows zstd frame and block headers to tell where frames end.
-
-    Only the headers are parsed; block contents are skipped by their size.
-    ``frames`` counts complete data frames, ``skippable_frames`` skippable ones.
-    """
-
-    def __init__(self) -> None:
-        self.frames = 0
-        self.skippable_frames = 0
-        self._state = "magic"
-        self._need = 4
-        self._pending = bytearray()
-        self._skip = 0
-        self._has_checksum = False
-
-    def at_boundary(self) -> bool:
-        """Tell whether the bytes fed so far end exactly after a frame."""
-        return self._state == "magic" and not self._pending and not self._skip
-
-    def feed(self, data: bytes) -> None:
-        """Advance over ``data``; InvalidArgumentError on an invalid header."""
-        view = memoryview(data)
-        position = 0
-        while position < len(view):
-            if self._skip:
-                step = min(self._skip, len(view) - position)
-                self._skip -= step
-                position += step
-                continue
-            step = min(self._need - len(self._pending), len(view) - position)
-            self._pending += view[position : position + step]
-            position += step
-            if len(self._pending) == self._need:
-                header = bytes(self._pending)
-                self._pending.clear()
-                getattr(self, f"_on_{self._state}")(header)
-
-    def _expect(self, state: str, size: int) -> None:
-        self._state = state
-        self._need = size
-
-    def _on_magic(self, header: bytes) -> None:
-        magic = int.from_bytes(header, "little")
-        if magic == _ZSTD_FRAME_MAGIC:
-            self._expect("descriptor", 1)
-        elif magic & _SKIPPABLE_MASK == _SKIPPABLE_MAGIC:
-            self._expect("skippable_size", 4)
-        else:
-            raise InvalidArgumentError(
-                f"failed to decompress zstd layer: invalid frame magic 0x{magic:08x}"
-                f" after frame {self.frames}"
-            )
-
-    def _on_skippable_size(self, header: bytes) -> None:
-        self._skip = int.from_bytes(header, "little")
-        self.skippable_frames += 1
-        self._expect("magic", 4)
-
-    def _on_descriptor(self, header: bytes) -> None:
-        descriptor = header[0]
-        single_segment = bool(descriptor & 0x20)
-        self._has_checksum = bool(descriptor & 0x04)
-        content_size_flag = descriptor >> 6
-        size = _DICTIONARY_ID_SIZES[descriptor & 0x03] + (0 if single_segment else 1)
-        if content_size_flag == 0 and single_segment:
-            size += 1
-        else:
-            size += _CONTENT_SIZE_SIZES[content_size_flag]
-        if size:
-            self._expect("header_rest", size)
-        else:
-            self._expect("block", 3)
-
-    def _on_header_rest(self, header: bytes) -> None:
-        self._expect("block", 3)
-
-    def _on_block(self, header: bytes) -> None:
-        value = int.from_bytes(header, "little")
-        block_type = (value >> 1) & 0x03
-        if block_type == _RESERVED_BLOCK:
-            raise InvalidArgumentError(
-                f"failed to decompress zstd layer: reserved block type in frame"
-                f" {self.frames + 1}"
-            )
-        self._skip = 1 if block_type == _RLE_BLOCK else value >> 3
-        if not value & 0x01:
-            self._expect("block", 3)
-        elif self._has_checksum:
-            self._expect("checksum", 4)
-        else:
-            self._end_frame()
-
-    def _on_checksum(self, header: bytes) -> None:
-        self._end_frame()
-
-    def _end_frame(self) -> None:
-        self.frames += 1
-        self._expect("magic", 4)
 
 
 def _gzip_header(level: int) -> bytes:

@@ -22,11 +22,12 @@ replaced::
             replacements[ref.descriptor.digest] = replace(ref.manifest, layers=layers)
         sink.write_image(source.image(), source, replacements)
 
-``write_image`` copies every blob that the new manifests still reference (the
-unchanged config, layers left as they were, manifests of other platforms) from
-the source, rewrites each index whose entries changed, keeps every platform,
-annotation and unknown field, and tags the new root with the sink's tag. The
-sink publishes the image only when its ``with`` block ends without an error.
+``write_image`` copies from the source every blob that the new manifests still
+reference: the unchanged config, layers left as they were, and manifests of
+other platforms. It rewrites each index whose entries changed, keeping every
+platform, annotation and unknown field, and tags the new root with the sink's
+tag. The sink publishes the image only when its ``with`` block ends without an
+error.
 """
 
 from __future__ import annotations
@@ -171,15 +172,23 @@ class _Loader:
         self.manifests.append(ManifestRef(descriptor, manifest, config, parent))
 
 
-# Fields that only one kind of document has. A document that carries the other
-# kind's fields could be read as either, so it is rejected (containerd and
-# containers/image check the same, after CVE-2021-41190).
-_FOREIGN_FIELDS = {"index": ("config", "layers"), "manifest": ("manifests",)}
+# Fields of the other kinds of document (schema 1 manifests included). A
+# document that has them could be read as another kind by another tool, so it
+# is rejected, as containers/image's ValidateUnambiguousManifestFormat does. Go
+# decodes JSON keys case-insensitively, hence the lower().
+_FOREIGN_FIELDS = {
+    "index": frozenset({"config", "layers", "fslayers", "history"}),
+    "manifest": frozenset({"manifests", "fslayers", "history"}),
+}
 
 
 def _check_document_kind(data: bytes, descriptor: Descriptor, kind: str) -> None:
     document = parse_json_object(data, f"{kind} {descriptor.digest}")
-    foreign = [key for key in _FOREIGN_FIELDS[kind] if key in document]
+    foreign = sorted(
+        key
+        for key, value in document.items()
+        if key.lower() in _FOREIGN_FIELDS[kind] and value is not None
+    )
     declared = document.get("mediaType")
     if foreign or (declared is not None and declared != descriptor.media_type):
         raise InvalidArgumentError(
@@ -432,11 +441,11 @@ class _ImageWriter:
     ) -> tuple[Digest, int, str]:
         index = self._image.indexes[old]
         entries = tuple(self.write(entry) for entry in index.manifests)
+        # Only a changed index is copied: a copy made by replace() drops the
+        # parsed bytes, and an unchanged index must keep its digest.
         if entries != index.manifests:
-            # A copy made by replace() no longer carries the parsed bytes.
             index = dataclasses.replace(index, manifests=entries)
-        data = index.to_bytes()
-        return self._put(data), len(data), index.media_type or descriptor.media_type
+        return self._put(index.to_bytes(), index.media_type or descriptor.media_type)
 
     def _write_manifest(
         self, old: Digest, descriptor: Descriptor
@@ -444,14 +453,12 @@ class _ImageWriter:
         manifest = self._replacements.get(old, self._manifests[old])
         for blob in (manifest.config, *manifest.layers):
             self._ensure_blob(blob)
-        data = manifest.to_bytes()
-        return self._put(data), len(data), manifest.media_type or descriptor.media_type
+        media_type = manifest.media_type or descriptor.media_type
+        return self._put(manifest.to_bytes(), media_type)
 
-    def _put(self, data: bytes) -> Digest:
-        digest = Digest.of(data)
-        if not self._sink.has_blob(digest):
-            self._sink._store_blob([data])
-        return digest
+    def _put(self, data: bytes, media_type: str) -> tuple[Digest, int, str]:
+        stored = self._sink.put_blob(data, media_type)
+        return stored.digest, stored.size, media_type
 
     def _ensure_blob(self, descriptor: Descriptor) -> None:
         if self._sink.has_blob(descriptor.digest):

@@ -31,6 +31,7 @@ from ..errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
+    ResourceExhaustedError,
 )
 from ..ids import Digest
 from .atomic import (
@@ -45,6 +46,7 @@ from .atomic import (
 from .blob import MAX_DOCUMENT_SIZE, READ_SIZE, VerifyingReader
 from .descriptor import (
     ANNOTATION_CONTAINERD_IMAGE_NAME,
+    ANNOTATION_REF_NAME,
     Descriptor,
     Index,
     dump_json,
@@ -126,8 +128,8 @@ def resolve_tag(index: Index, tag: str | None, location: str) -> Descriptor:
         if len(entries) == 1:
             return entries[0]
         raise _untagged_error(entries, location)
-    for key in ("ref_name", "containerd_name"):
-        matches = [e for e in entries if _name_of(e, key) == tag]
+    for annotation in (ANNOTATION_REF_NAME, ANNOTATION_CONTAINERD_IMAGE_NAME):
+        matches = [e for e in entries if e.annotations.get(annotation) == tag]
         if len(matches) > 1:
             log.warning(
                 "tag %s names %d entries in %s; using the first",
@@ -142,17 +144,13 @@ def resolve_tag(index: Index, tag: str | None, location: str) -> Descriptor:
     )
 
 
-def _name_of(entry: Descriptor, key: str) -> str | None:
-    if key == "ref_name":
-        return entry.ref_name
-    return entry.annotations.get(ANNOTATION_CONTAINERD_IMAGE_NAME)
-
-
 def _describe_tags(entries: tuple[Descriptor, ...]) -> str:
     tags = sorted({e.ref_name for e in entries if e.ref_name})
     untagged = sum(1 for e in entries if not e.ref_name)
     text = f"tags are {', '.join(tags)}" if tags else "no tags"
-    return text + (f" and {untagged} untagged entries" if untagged else "")
+    if untagged:
+        text += f" and {untagged} untagged {'entry' if untagged == 1 else 'entries'}"
+    return text
 
 
 def _untagged_error(entries: tuple[Descriptor, ...], location: str) -> Exception:
@@ -183,13 +181,7 @@ class LayoutSource(ImageSource):
 
     def read_index(self) -> Index:
         """Return the layout's index.json."""
-        with self.files.open(INDEX_FILE) as stream:
-            data = stream.read(MAX_DOCUMENT_SIZE + 1)
-        if len(data) > MAX_DOCUMENT_SIZE:
-            raise InvalidArgumentError(
-                f"failed to read {INDEX_FILE} of {self.files.location}: larger"
-                f" than {MAX_DOCUMENT_SIZE} bytes"
-            )
+        data = _read_document(self.files, INDEX_FILE)
         return Index.from_bytes(data, f"{INDEX_FILE} of {self.files.location}")
 
     def root(self) -> Descriptor:
@@ -206,10 +198,21 @@ class LayoutSource(ImageSource):
         return io.BufferedReader(reader, READ_SIZE)  # type: ignore[return-value]
 
 
+def _read_document(files: LayoutFiles, path: str) -> bytes:
+    """Read a JSON file of the layout; ResourceExhaustedError past 4 MiB."""
+    with io.BufferedReader(files.open(path)) as stream:  # type: ignore[arg-type]
+        data = stream.read(MAX_DOCUMENT_SIZE + 1)
+    if len(data) > MAX_DOCUMENT_SIZE:
+        raise ResourceExhaustedError(
+            f"failed to read {path} of {files.location}: larger than the limit"
+            f" of {MAX_DOCUMENT_SIZE} bytes"
+        )
+    return data
+
+
 def _check_layout_file(files: LayoutFiles) -> None:
     try:
-        with files.open(LAYOUT_FILE) as stream:
-            data = stream.read(MAX_DOCUMENT_SIZE)
+        data = _read_document(files, LAYOUT_FILE)
     except NotFoundError as error:
         raise FailedPreconditionError(
             f"failed to open {files.location}: not an OCI image layout"
@@ -231,6 +234,7 @@ class LayoutSink(ImageSink):
     and other tags are kept. index.json is updated under an exclusive ``flock``
     on the directory, so concurrent writers of different tags keep each other's
     entries. ``durable=False`` skips every fsync, for throw-away layouts.
+    Blobs stored before a failure stay in the directory, unreferenced.
     """
 
     def __init__(

@@ -237,8 +237,8 @@ def test_magic_wins_over_media_type(caplog):
 
     assert caplog.messages == [
         (
-            f"layer of media type {OCI_LAYER_GZIP} is zstd by its magic bytes;"
-            " decompressing as zstd"
+            f"layer media type {OCI_LAYER_GZIP} declares gzip, but the magic bytes"
+            " say zstd; decompressing as zstd"
         )
     ]
 
@@ -248,7 +248,7 @@ def test_gzip_content_under_plain_media_type_warns(caplog):
         assert _read_all(gzip.compress(WHOLE), OCI_LAYER) == WHOLE
 
     assert len(caplog.messages) == 1
-    assert "is gzip by its magic bytes" in caplog.messages[0]
+    assert "declares none, but the magic bytes say gzip" in caplog.messages[0]
 
 
 def test_docker_plain_type_decompressed_silently(caplog):

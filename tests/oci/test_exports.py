@@ -15,6 +15,7 @@ MODULES = [
     "mediatypes",
     "reference",
     "transport",
+    "zstd_frames",
 ]
 
 

@@ -213,7 +213,7 @@ def test_no_tag_with_several_entries_lists_tags(tmp_path):
 
     assert str(caught.value) == (
         f"failed to choose an image in oci:{tmp_path}: index.json lists 3"
-        " entries, name one with :TAG (tags are v1, v2 and 1 untagged entries)"
+        " entries, name one with :TAG (tags are v1, v2 and 1 untagged entry)"
     )
 
 
@@ -438,3 +438,41 @@ def test_sink_on_file_rejected(tmp_path):
 
     with pytest.raises(FailedPreconditionError, match="not a directory"):
         open_sink(f"oci:{tmp_path / 'file'}")
+
+
+@pytest.mark.parametrize("field", ["manifests", "Manifests", "fsLayers", "history"])
+def test_ambiguous_manifest_rejected(tmp_path, field):
+    builder = LayoutBuilder(tmp_path)
+    image = builder.image("amd64", [layer_tar({"x": b"1"})], **{field: []})
+    builder.write_index_json([image])
+
+    with pytest.raises(InvalidArgumentError) as caught:
+        open_source(f"oci:{tmp_path}").image()
+
+    assert str(caught.value) == (
+        f"failed to load manifest {image['digest']}: the document does not match"
+        f" its media type '{OCI_MANIFEST}' (mediaType '{OCI_MANIFEST}',"
+        f" fields ['{field}'])"
+    )
+
+
+def test_null_foreign_field_accepted(tmp_path):
+    builder = LayoutBuilder(tmp_path)
+    image = builder.image("amd64", [layer_tar({"x": b"1"})], manifests=None)
+    builder.write_index_json([image])
+
+    with open_source(f"oci:{tmp_path}") as source:
+        assert len(source.manifests()) == 1
+
+
+def test_oversized_index_json_rejected(tmp_path):
+    LayoutBuilder(tmp_path)
+    (tmp_path / "index.json").write_bytes(b" " * (5 << 20))
+
+    with pytest.raises(ResourceExhaustedError) as caught:
+        open_source(f"oci:{tmp_path}").root()
+
+    assert str(caught.value) == (
+        f"failed to read index.json of oci:{tmp_path}: larger than the limit"
+        " of 4194304 bytes"
+    )
