@@ -249,6 +249,8 @@ def _remove_other_xattrs(fd: int, keep: set[bytes]) -> None:
 def _apply_symlink(
     state: LayerState, entry: TarEntry, parent: DirHandle, components: Components
 ) -> None:
+    if not entry.linkname:
+        raise RuleError("symbolic link target is empty")
     name = components[-1]
     _replace(
         state, parent, name, lambda: os.symlink(entry.linkname, name, dir_fd=parent.fd)

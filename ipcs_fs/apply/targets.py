@@ -26,12 +26,14 @@ layer and the entry.
 from __future__ import annotations
 
 import errno
+import itertools
 import logging
 import os
+import resource
 import shutil
 import stat
 from collections import OrderedDict
-from collections.abc import Container
+from collections.abc import Container, Iterator
 from pathlib import Path
 
 from ipcs_fs.apply.copyup import copy_metadata, copy_up
@@ -56,6 +58,7 @@ MAX_SYMLINK_HOPS = 40
 """Symbolic links followed while resolving one path; Linux also stops at 40."""
 
 _MAX_CACHED_DIRS = 128
+"""Directory descriptors kept open, at most a quarter of RLIMIT_NOFILE."""
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -115,6 +118,11 @@ class MountedTarget:
         self._fds: OrderedDict[Components, int] = OrderedDict()
         self._aliases: dict[Components, Components] = {}
         self._closing: list[int] = []
+        self._pinned: set[int] = set()
+        soft_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft_limit == resource.RLIM_INFINITY:
+            soft_limit = 4 * _MAX_CACHED_DIRS
+        self._cache_size = min(_MAX_CACHED_DIRS, max(soft_limit // 4, 8))
         self._created: set[Components] = set()
         self._saved: dict[Components, tuple[int, int]] = {}
 
@@ -131,8 +139,28 @@ class MountedTarget:
         for fd in self._closing:
             os.close(fd)
         self._closing.clear()
-        while len(self._fds) > _MAX_CACHED_DIRS:
-            os.close(self._fds.popitem(last=False)[1])
+        self._pinned.clear()
+        self._evict()
+
+    def _evict(self) -> None:
+        """Close the least recently used descriptors past the cache size.
+
+        Descriptors handed out for the current entry stay open, so a handle
+        that a handler holds is never closed under it.
+        """
+        excess = len(self._fds) - self._cache_size
+        if excess <= 0:
+            return
+        candidates = list(itertools.islice(self._fds, excess + len(self._pinned)))
+        for path in candidates:
+            fd = self._fds[path]
+            if fd in self._pinned:
+                continue
+            del self._fds[path]
+            os.close(fd)
+            excess -= 1
+            if excess == 0:
+                return
 
     # Resolving paths
 
@@ -150,10 +178,15 @@ class MountedTarget:
             fd = self._fds.get(resolved)
             if fd is not None:
                 self._fds.move_to_end(resolved)
-                return DirHandle(fd, resolved)
+                return self._pin(DirHandle(fd, resolved))
         handle = self._walk_from_root(components, create)
-        if handle is not None:
-            self._aliases[components] = handle.path
+        if handle is None:
+            return None
+        self._aliases[components] = handle.path
+        return self._pin(handle)
+
+    def _pin(self, handle: DirHandle) -> DirHandle:
+        self._pinned.add(handle.fd)
         return handle
 
     def _walk_from_root(self, components: Components, create: bool) -> DirHandle | None:
@@ -215,6 +248,7 @@ class MountedTarget:
     def cache(self, handle: DirHandle) -> DirHandle:
         """Keep ``handle`` open for later entries in the same directory."""
         self._fds[handle.path] = handle.fd
+        self._evict()
         return handle
 
     def open_resolved(self, path: Components) -> DirHandle | None:
@@ -228,9 +262,9 @@ class MountedTarget:
                     fd = os.open(name, _DIR_FLAGS, dir_fd=current.fd)
                 except (FileNotFoundError, NotADirectoryError):
                     return None
-                self._fds[prefix] = fd
+                self.cache(DirHandle(fd, prefix))
             current = DirHandle(fd, prefix)
-        return current
+        return self._pin(current)
 
     # Changing the tree
 
@@ -266,19 +300,19 @@ class MountedTarget:
         the way is removed first, as a tar entry replaces what it names.
         """
         try:
-            return self._mkdir(parent, name), False
+            return self._pin(self._mkdir(parent, name)), False
         except FileExistsError:
             pass
         path = parent.path + (name,)
         cached = self._fds.get(path)
         if cached is not None:
-            return DirHandle(cached, path), True
+            return self._pin(DirHandle(cached, path)), True
         try:
             fd = os.open(name, _DIR_FLAGS, dir_fd=parent.fd)
         except NotADirectoryError:
             self.remove(parent, name)
-            return self._mkdir(parent, name), False
-        return self.cache(DirHandle(fd, path)), True
+            return self._pin(self._mkdir(parent, name)), False
+        return self._pin(self.cache(DirHandle(fd, path))), True
 
     def remove(self, parent: DirHandle, name: bytes) -> bool:
         """Remove ``name`` from ``parent`` without following it; return if it was there."""
@@ -323,21 +357,46 @@ class MountedTarget:
         directory that came from a lower layer and that this layer does not
         record becomes an implied directory, since its lower version is hidden.
         """
-        pending = [handle]
-        while pending:
-            directory = pending.pop()
-            # Listed first: removing entries while readdir runs may skip some.
-            for child in list(os.scandir(directory.fd)):
-                name = os.fsencode(child.name)
-                path = directory.path + (name,)
-                if path not in keep:
-                    self.remove(directory, name)
-                elif child.is_dir(follow_symlinks=False):
-                    fd = os.open(name, _DIR_FLAGS, dir_fd=directory.fd)
-                    self._closing.append(fd)
-                    pending.append(DirHandle(fd, path))
-                    if path not in recorded:
-                        self.reset_to_implied(pending[-1])
+        # Depth first, holding one descriptor per level rather than one per
+        # directory, so a wide tree cannot exhaust the descriptor table.
+        stack: list[tuple[DirHandle, Iterator[os.DirEntry[str]]]] = []
+        stack.append((handle, iter(list(os.scandir(handle.fd)))))
+        try:
+            while stack:
+                directory, children = stack[-1]
+                child = next(children, None)
+                if child is None:
+                    stack.pop()
+                    if directory is not handle:
+                        os.close(directory.fd)
+                    continue
+                self._prune_child(directory, child, keep, recorded, stack)
+        finally:
+            for directory, _ in stack:
+                if directory is not handle:
+                    os.close(directory.fd)
+
+    def _prune_child(
+        self,
+        directory: DirHandle,
+        child: os.DirEntry[str],
+        keep: Container[Components],
+        recorded: Container[Components],
+        stack: list[tuple[DirHandle, Iterator[os.DirEntry[str]]]],
+    ) -> None:
+        name = os.fsencode(child.name)
+        path = directory.path + (name,)
+        if path not in keep:
+            self.remove(directory, name)
+            return
+        if not child.is_dir(follow_symlinks=False):
+            return
+        fd = os.open(name, _DIR_FLAGS, dir_fd=directory.fd)
+        subdirectory = DirHandle(fd, path)
+        # Listed first: removing entries while readdir runs may skip some.
+        stack.append((subdirectory, iter(list(os.scandir(fd)))))
+        if path not in recorded:
+            self.reset_to_implied(subdirectory)
 
     def reset_to_implied(self, handle: DirHandle) -> None:
         """Give a directory from a lower layer the metadata of an implied one."""

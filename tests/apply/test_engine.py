@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import stat
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -122,6 +124,48 @@ def test_parent_is_file_rejected(tmp_path: Path) -> None:
     assert str(error.value) == (
         "failed to apply file f/g of test-layer: f is not a directory"
     )
+
+
+def test_empty_symlink_target_rejected(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError) as error:
+        apply(tmp_path, symlink("s", ""))
+
+    assert str(error.value) == (
+        "failed to apply symlink s of test-layer: symbolic link target is empty"
+    )
+
+
+@pytest.fixture
+def few_descriptors() -> Iterator[None]:
+    """Lower the open-file limit to 100 while the test runs."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (100, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_deep_path_bounded_descriptors(tmp_path: Path, few_descriptors: None) -> None:
+    deep = "/".join(["d"] * 1000)
+    apply(tmp_path, file(deep + "/f", b"f"), file(deep + "/g", b"g"))
+
+    assert (tmp_path / deep / "g").read_bytes() == b"g"
+
+
+def test_wide_opaque_bounded_descriptors(tmp_path: Path) -> None:
+    names = [f"d{index}" for index in range(300)]
+    apply(tmp_path, *(file(f"top/{name}/old", b"o") for name in names))
+    upper = [file(f"top/{name}/new", b"n") for name in names]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (100, hard))
+    try:
+        apply(tmp_path, *upper, file("top/.wh..wh..opq"))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    assert sorted(os.listdir(tmp_path / "top" / "d7")) == ["new"]
+    assert len(os.listdir(tmp_path / "top")) == 300
 
 
 # The root
