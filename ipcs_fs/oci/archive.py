@@ -30,13 +30,16 @@ import shutil
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from ..errors import InvalidArgumentError, NotFoundError
 from .atomic import TEMP_PREFIX, publish, sync_directory, sync_file, temporary_file
 from .blob import READ_SIZE
 from .layout import LayoutSink, LayoutSource
 from .reference import ArchiveReference
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 __all__ = [
     "ArchiveSink",
@@ -153,7 +156,7 @@ class _MemberReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
         view = memoryview(buffer).cast("B")
         wanted = min(len(view), self._end - self._position)
         if wanted <= 0:
@@ -177,6 +180,7 @@ class ArchiveSink(LayoutSink):
     """Writes an image as an OCI archive; the file appears only on commit."""
 
     def __init__(self, reference: ArchiveReference) -> None:
+        self._archive_path = reference.path
         parent = reference.path.parent
         try:
             self._workdir = Path(tempfile.mkdtemp(dir=parent, prefix=TEMP_PREFIX))
@@ -195,7 +199,7 @@ class ArchiveSink(LayoutSink):
 
     def commit(self) -> None:
         super().commit()
-        write_layout_tar(self.root, self.reference.path)  # type: ignore[union-attr]
+        write_layout_tar(self.root, self._archive_path)
 
     def close(self) -> None:
         shutil.rmtree(self._workdir, ignore_errors=True)
@@ -209,8 +213,8 @@ def write_layout_tar(directory: Path, destination: Path) -> None:
         if not path.name.startswith(TEMP_PREFIX)
     )
     with temporary_file(destination.parent) as (file, temp_path):
-        with tarfile.open(
-            fileobj=file, mode="w:", format=tarfile.PAX_FORMAT, copybufsize=READ_SIZE
+        with tarfile.TarFile(
+            fileobj=file, mode="w", format=tarfile.PAX_FORMAT, copybufsize=READ_SIZE
         ) as tar:
             for path in paths:
                 _add_to_tar(tar, directory, path)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import io
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from ..errors import DataLossError
 from ..ids import Digest
 
-__all__ = ["MAX_DOCUMENT_SIZE", "READ_SIZE", "VerifyingReader"]
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+__all__ = ["MAX_DOCUMENT_SIZE", "READ_SIZE", "VerifyingReader", "read_up_to"]
 
 READ_SIZE = 1 << 20
 """Bytes asked for per read from files and decompressors."""
@@ -24,6 +27,22 @@ MAX_DOCUMENT_SIZE = 4 << 20
 """Largest manifest, index or config read into memory: 4 MiB, the limit of
 containers/image (``iolimits.MaxManifestBodySize``), which it aligns with
 Docker's registry."""
+
+
+def read_up_to(stream: BinaryIO, size: int) -> bytes:
+    """Read ``size`` bytes from ``stream``, fewer only at end of stream.
+
+    Raw streams may return fewer bytes than requested before their end.
+    """
+    chunks = []
+    remaining = size
+    while remaining > 0:
+        data = stream.read(remaining)
+        if not data:
+            break
+        chunks.append(data)
+        remaining -= len(data)
+    return b"".join(chunks)
 
 
 class VerifyingReader(io.RawIOBase):
@@ -48,7 +67,7 @@ class VerifyingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
         view = memoryview(buffer).cast("B")
         limit = min(len(view), self._size - self._count + 1)
         readinto = getattr(self._raw, "readinto", None)

@@ -31,14 +31,17 @@ import logging
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import zstandard
 
 from ..errors import InvalidArgumentError
-from .blob import READ_SIZE
+from .blob import READ_SIZE, read_up_to
 from .mediatypes import Compression, compression_of
 from .zstd_frames import ZstdFrameTracker, is_skippable_frame
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 __all__ = [
     "GZIP_MAGIC",
@@ -105,7 +108,7 @@ def open_uncompressed(
     InvalidArgumentError when the read that meets it happens.
     """
     declared = compression_of(media_type) if media_type else None
-    prefix = _read_prefix(stream, len(ZSTD_MAGIC))
+    prefix = read_up_to(stream, len(ZSTD_MAGIC))
     detected = detect_compression(prefix)
     if declared is not None and declared is not detected:
         log.warning(
@@ -128,16 +131,6 @@ def open_uncompressed(
     reader = UncompressedReader(raw, READ_SIZE)
     reader.compression = detected
     return reader
-
-
-def _read_prefix(stream: BinaryIO, size: int) -> bytes:
-    prefix = b""
-    while len(prefix) < size:
-        data = stream.read(size - len(prefix))
-        if not data:
-            break
-        prefix += data
-    return prefix
 
 
 class _RawReader(io.RawIOBase):
@@ -172,7 +165,7 @@ class _PrefixedReader(_RawReader):
             return prefix
         return prefix + self._stream.read(size - len(prefix))
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
         view = memoryview(buffer).cast("B")
         readinto = getattr(self._stream, "readinto", None)
         if self._prefix or readinto is None:
@@ -204,7 +197,7 @@ class _GzipReader(_RawReader):
             return self.readall()
         return self._inflate(size)
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
         view = memoryview(buffer).cast("B")
         data = self._inflate(len(view))
         view[: len(data)] = data
@@ -287,11 +280,15 @@ class _ZstdReader(_RawReader):
         self._tracker = ZstdFrameTracker()
         self._source = _TrackedSource(source, self._tracker)
         decompressor = zstandard.ZstdDecompressor(max_window_size=max_window_size)
+        # stream_reader needs only read(); its stub asks for a full IO[bytes].
         self._reader = decompressor.stream_reader(
-            self._source, read_size=READ_SIZE, read_across_frames=True, closefd=False
+            self._source,  # type: ignore[arg-type]
+            read_size=READ_SIZE,
+            read_across_frames=True,
+            closefd=False,
         )
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
         try:
             count = self._reader.readinto(buffer)
         except zstandard.ZstdError as error:
@@ -305,7 +302,7 @@ class _ZstdReader(_RawReader):
 
     def close(self) -> None:
         if not self.closed:
-            self._reader.close()
+            self._reader.close()  # type: ignore[no-untyped-call]
             self._source.close()
         super().close()
 

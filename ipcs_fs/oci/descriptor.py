@@ -247,9 +247,10 @@ def _schema_version(obj: _Json, document_name: str) -> int:
     version = obj.get("schemaVersion")
     if version != 2:
         raise InvalidArgumentError(
-            f"invalid {document_name}: schemaVersion {version!r} is not supported, expected 2"
+            f"invalid {document_name}: schemaVersion {version!r} is not supported,"
+            " expected 2"
         )
-    return version
+    return 2
 
 
 def _descriptors(obj: _Json, key: str, document_name: str) -> tuple[Descriptor, ...]:

@@ -43,7 +43,7 @@ from .atomic import (
     temporary_file,
     write_file_atomically,
 )
-from .blob import MAX_DOCUMENT_SIZE, READ_SIZE, VerifyingReader
+from .blob import MAX_DOCUMENT_SIZE, READ_SIZE, VerifyingReader, read_up_to
 from .descriptor import (
     ANNOTATION_CONTAINERD_IMAGE_NAME,
     ANNOTATION_REF_NAME,
@@ -195,13 +195,13 @@ class LayoutSource(ImageSource):
         reader = VerifyingReader(
             raw, descriptor.digest, descriptor.size, self.files.location
         )
-        return io.BufferedReader(reader, READ_SIZE)  # type: ignore[return-value]
+        return io.BufferedReader(reader, READ_SIZE)
 
 
 def _read_document(files: LayoutFiles, path: str) -> bytes:
     """Read a JSON file of the layout; ResourceExhaustedError past 4 MiB."""
-    with io.BufferedReader(files.open(path)) as stream:  # type: ignore[arg-type]
-        data = stream.read(MAX_DOCUMENT_SIZE + 1)
+    with files.open(path) as stream:
+        data = read_up_to(stream, MAX_DOCUMENT_SIZE + 1)
     if len(data) > MAX_DOCUMENT_SIZE:
         raise ResourceExhaustedError(
             f"failed to read {path} of {files.location}: larger than the limit"
