@@ -280,7 +280,7 @@ class _ZstdReader(_RawReader):
         self._tracker = ZstdFrameTracker()
         self._source = _TrackedSource(source, self._tracker)
         decompressor = zstandard.ZstdDecompressor(max_window_size=max_window_size)
-        # stream_reader needs only read(); its stub asks for a full IO[bytes].
+        # stream_reader calls only read(); its type stub requires IO[bytes].
         self._reader = decompressor.stream_reader(
             self._source,  # type: ignore[arg-type]
             read_size=READ_SIZE,

@@ -302,13 +302,14 @@ def _merge_entry(
     An entry with the same tag is replaced, and so is an untagged entry of the
     same digest. Every other entry is kept in its place.
     """
-    kept = [
-        entry
-        for entry in entries
-        if not (tag and entry.ref_name == tag)
-        and not (not entry.ref_name and entry.digest == root.digest)
-    ]
+    kept = [entry for entry in entries if not _is_replaced(entry, root, tag)]
     return (*kept, root)
+
+
+def _is_replaced(entry: Descriptor, root: Descriptor, tag: str | None) -> bool:
+    if entry.ref_name:
+        return entry.ref_name == tag
+    return entry.digest == root.digest
 
 
 def _prepare_layout(root: Path, durable: bool) -> None:

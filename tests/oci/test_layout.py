@@ -476,3 +476,20 @@ def test_oversized_index_json_rejected(tmp_path):
         f"failed to read index.json of oci:{tmp_path}: larger than the limit"
         " of 4194304 bytes"
     )
+
+
+def test_untagged_entry_of_same_image_replaced(tmp_path):
+    multi_platform_layout(tmp_path / "src")
+    destination = tmp_path / "dst"
+
+    for reference in (f"oci:{destination}", f"oci:{destination}:v1"):
+        with (
+            open_source(f"oci:{tmp_path / 'src'}:single") as source,
+            open_sink(reference) as sink,
+        ):
+            root = sink.write_image(source.image(), source)
+
+    index = json.loads((destination / "index.json").read_text())
+    assert [(e["digest"], e.get("annotations")) for e in index["manifests"]] == [
+        (str(root.digest), {"org.opencontainers.image.ref.name": "v1"})
+    ]
