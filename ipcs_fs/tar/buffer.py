@@ -15,6 +15,9 @@ from typing import Protocol
 __all__ = ["BufferedStream", "ReadableStream"]
 
 _READ_SIZE = 1 << 20
+# Reads of at least this much go straight into the caller's buffer, which
+# saves a copy for the 256 KiB chunks that UnixFS files are cut into.
+_DIRECT_READ = 64 << 10
 # python-zstandard's stream reader allocates the whole request up front (seen
 # with zstandard 0.25), so no single call on the stream requests more.
 _MAX_READ = 16 << 20
@@ -84,12 +87,11 @@ class BufferedStream:
             self._position += filled
         while filled < size:
             missing = size - filled
-            if self._readinto is None or missing < _READ_SIZE:
+            if self._readinto is None or missing < _DIRECT_READ:
                 data = self.take(min(missing, _MAX_READ))
                 view[filled : filled + len(data)] = data
                 count = len(data)
             else:
-                # Large reads go straight into the caller's buffer, unbuffered.
                 count = self._readinto(view[filled : filled + min(missing, _MAX_READ)])
                 self._stream_offset += count or 0
             if not count:
