@@ -59,6 +59,20 @@ class FileDag(NamedTuple):
     tsize: int
 
 
+_ZERO_CHUNK = bytes(CHUNK_SIZE)
+_ZERO_PREFIX = bytes(512)
+_ZERO_LEAF = FileDag(Cid.for_block(RAW, _ZERO_CHUNK), CHUNK_SIZE, CHUNK_SIZE)
+
+
+def _is_zero_chunk(chunk: memoryview) -> bool:
+    """Tell whether ``chunk`` is a whole chunk of zeros, cheaply for other data."""
+    return (
+        len(chunk) == CHUNK_SIZE
+        and bytes(chunk[:512]) == _ZERO_PREFIX
+        and bytes(chunk) == _ZERO_CHUNK
+    )
+
+
 class FileBuilder:
     """Build a file DAG from content written in pieces of any size.
 
@@ -81,6 +95,7 @@ class FileBuilder:
         self._pending = bytearray()
         self._levels: list[list[FileDag]] = [[]]
         self._finished = False
+        self._zero_leaf_stored = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Append ``data`` to the file. The builder keeps no reference to it."""
@@ -132,6 +147,14 @@ class FileBuilder:
             raise FailedPreconditionError("failed to write file: builder finished")
 
     def _add_leaf(self, chunk: memoryview) -> None:
+        if _is_zero_chunk(chunk):
+            # Holes of sparse files and zero-filled images repeat this one
+            # leaf; skipping its hash makes them cost a comparison per chunk.
+            if not self._zero_leaf_stored:
+                self._put(_ZERO_LEAF.cid, _ZERO_CHUNK)
+                self._zero_leaf_stored = True
+            self._push(0, _ZERO_LEAF)
+            return
         cid = Cid.for_block(RAW, chunk)
         self._put(cid, chunk)
         self._push(0, FileDag(cid, len(chunk), len(chunk)))

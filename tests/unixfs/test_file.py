@@ -107,13 +107,25 @@ def test_175_chunks_make_two_levels(store: MemoryStore) -> None:
 
 
 def test_aligned_chunks_are_not_copied() -> None:
-    content = bytes(2 * CHUNK_SIZE)
+    content = random.Random(5).randbytes(2 * CHUNK_SIZE)
     received: list[object] = []
     builder = FileBuilder(lambda cid, block: received.append(block))
     builder.write(content)
     leaves = received[:2]
     assert all(isinstance(leaf, memoryview) for leaf in leaves)
     assert all(leaf.obj is content for leaf in leaves)  # type: ignore[attr-defined]
+
+
+def test_zero_chunks_stored_once() -> None:
+    received: list[tuple[Cid, object]] = []
+    builder = FileBuilder(lambda cid, block: received.append((cid, block)))
+    builder.write(bytes(4 * CHUNK_SIZE))
+    dag = builder.finish()
+    leaves = [cid for cid, _ in received if cid.codec == RAW]
+    assert str(dag.cid) == "bafybeiggzq4ryi7hscq5hzvzcnk4urnxt3asp37dhgvnjilf7exskximla"
+    assert [str(cid) for cid in leaves] == [
+        "bafkreiekhhjkxu4ztk3tyng3er3ijhg56mb44oe3gwbgquhzu4afrg2ksa"
+    ]
 
 
 def test_reused_write_buffer(store: MemoryStore) -> None:
