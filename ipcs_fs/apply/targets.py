@@ -30,10 +30,9 @@ import itertools
 import logging
 import os
 import resource
-import shutil
 import stat
 from collections import OrderedDict
-from collections.abc import Container, Iterator
+from collections.abc import Container
 from pathlib import Path
 
 from ipcs_fs.apply.copyup import copy_metadata, copy_up
@@ -103,6 +102,50 @@ def proc_path(dir_fd: int, name: bytes) -> bytes:
 def is_whiteout_device(st: os.stat_result) -> bool:
     """Tell whether ``st`` is an overlayfs whiteout: a 0/0 character device."""
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _reopen(directory: DirHandle, name: bytes, path: Components) -> DirHandle:
+    """Open ``name`` in ``directory`` and close ``directory``."""
+    fd = os.open(name, _DIR_FLAGS, dir_fd=directory.fd)
+    os.close(directory.fd)
+    return DirHandle(fd, path)
+
+
+def remove_tree(parent_fd: int, name: bytes) -> None:
+    """Remove the directory ``name`` with everything below it, following no link.
+
+    Unlike ``shutil.rmtree`` this neither recurses in Python nor holds a
+    descriptor per level, so a layer's deepest tree can still be removed.
+    """
+    directory = DirHandle(os.open(name, _DIR_FLAGS, dir_fd=parent_fd), ROOT)
+    pending = [_unlink_files(directory.fd)]
+    try:
+        while pending:
+            if pending[-1]:
+                child = pending[-1].pop()
+                directory = _reopen(directory, child, directory.path + (child,))
+                pending.append(_unlink_files(directory.fd))
+                continue
+            pending.pop()
+            if pending:
+                done = directory.path[-1]
+                directory = _reopen(directory, b"..", directory.path[:-1])
+                os.rmdir(done, dir_fd=directory.fd)
+    finally:
+        os.close(directory.fd)
+    os.rmdir(name, dir_fd=parent_fd)
+
+
+def _unlink_files(fd: int) -> list[bytes]:
+    """Unlink every non-directory in ``fd``; return the subdirectory names."""
+    subdirectories = []
+    for child in list(os.scandir(fd)):
+        name = os.fsencode(child.name)
+        if child.is_dir(follow_symlinks=False):
+            subdirectories.append(name)
+        else:
+            os.unlink(name, dir_fd=fd)
+    return subdirectories
 
 
 class MountedTarget:
@@ -322,7 +365,7 @@ class MountedTarget:
             return False
         self.note_change(parent)
         if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(name, dir_fd=parent.fd)
+            remove_tree(parent.fd, name)
             self.forget(parent.path + (name,))
         else:
             os.unlink(name, dir_fd=parent.fd)
@@ -357,46 +400,39 @@ class MountedTarget:
         directory that came from a lower layer and that this layer does not
         record becomes an implied directory, since its lower version is hidden.
         """
-        # Depth first, holding one descriptor per level rather than one per
-        # directory, so a wide tree cannot exhaust the descriptor table.
-        stack: list[tuple[DirHandle, Iterator[os.DirEntry[str]]]] = []
-        stack.append((handle, iter(list(os.scandir(handle.fd)))))
+        # One descriptor at a time, climbing back with "..": each level keeps
+        # only the names of the kept subdirectories still to visit, so neither
+        # a deep nor a wide tree can exhaust the descriptor table.
+        directory = DirHandle(os.dup(handle.fd), handle.path)
+        pending = [self._prune_level(directory, keep)]
         try:
-            while stack:
-                directory, children = stack[-1]
-                child = next(children, None)
-                if child is None:
-                    stack.pop()
-                    if directory is not handle:
-                        os.close(directory.fd)
+            while pending:
+                if not pending[-1]:
+                    pending.pop()
+                    if pending:
+                        directory = _reopen(directory, b"..", directory.path[:-1])
                     continue
-                self._prune_child(directory, child, keep, recorded, stack)
+                name = pending[-1].pop()
+                directory = _reopen(directory, name, directory.path + (name,))
+                if directory.path not in recorded:
+                    self.reset_to_implied(directory)
+                pending.append(self._prune_level(directory, keep))
         finally:
-            for directory, _ in stack:
-                if directory is not handle:
-                    os.close(directory.fd)
+            os.close(directory.fd)
 
-    def _prune_child(
-        self,
-        directory: DirHandle,
-        child: os.DirEntry[str],
-        keep: Container[Components],
-        recorded: Container[Components],
-        stack: list[tuple[DirHandle, Iterator[os.DirEntry[str]]]],
-    ) -> None:
-        name = os.fsencode(child.name)
-        path = directory.path + (name,)
-        if path not in keep:
-            self.remove(directory, name)
-            return
-        if not child.is_dir(follow_symlinks=False):
-            return
-        fd = os.open(name, _DIR_FLAGS, dir_fd=directory.fd)
-        subdirectory = DirHandle(fd, path)
+    def _prune_level(
+        self, directory: DirHandle, keep: Container[Components]
+    ) -> list[bytes]:
+        """Remove the children not in ``keep``; return the kept subdirectories."""
+        subdirectories = []
         # Listed first: removing entries while readdir runs may skip some.
-        stack.append((subdirectory, iter(list(os.scandir(fd)))))
-        if path not in recorded:
-            self.reset_to_implied(subdirectory)
+        for child in list(os.scandir(directory.fd)):
+            name = os.fsencode(child.name)
+            if directory.path + (name,) not in keep:
+                self.remove(directory, name)
+            elif child.is_dir(follow_symlinks=False):
+                subdirectories.append(name)
+        return subdirectories
 
     def reset_to_implied(self, handle: DirHandle) -> None:
         """Give a directory from a lower layer the metadata of an implied one."""
