@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.edgecases import CASES, Case
+from fixtures.edgecases import CASES, LARGE_CASES, Case
 from fixtures.tree import assert_tree_matches, snapshot
 from ipcs_fs.apply import apply_layer
 from ipcs_fs.errors import IpcsError
@@ -65,9 +65,7 @@ def test_apply_from_dag_matches_expected(tmp_path: Path, name: str) -> None:
     try:
         for index, result in enumerate(results):
             root = read_layer_root(store.get, result.root_cid)
-            apply_layer(
-                RebuiltTar(store.get, root), root_dir, source=f"layer {index}"
-            )
+            apply_layer(RebuiltTar(store.get, root), root_dir, source=f"layer {index}")
     except IpcsError as error:
         assert case.expected_error is not None, f"apply failed: {error}"
         assert case.expected_error.matches(error), repr(error)
@@ -75,3 +73,36 @@ def test_apply_from_dag_matches_expected(tmp_path: Path, name: str) -> None:
     assert case.expected_error is None, "applying succeeded but must fail"
     assert case.expected is not None
     assert_tree_matches(case.expected, snapshot(root_dir))
+
+
+class _ChunkStream:
+    """A readable stream over an iterator of byte chunks."""
+
+    def __init__(self, chunks) -> None:
+        self._chunks = chunks
+        self._pending = memoryview(b"")
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._pending:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return b""
+            self._pending = memoryview(chunk)
+        size = len(self._pending) if size < 0 else size
+        data, self._pending = bytes(self._pending[:size]), self._pending[size:]
+        return data
+
+
+@pytest.mark.parametrize("name", sorted(LARGE_CASES))
+def test_large_layer_round_trip(name: str) -> None:
+    case = LARGE_CASES[name]
+    store = MemoryStore()
+    for stream, size, sha256 in zip(
+        case.layer_streams, case.layer_sizes, case.layer_sha256s, strict=True
+    ):
+        result = convert_layer(_ChunkStream(stream()), store.put, source=name)
+        assert (result.tar_size, str(result.diff_id)) == (size, f"sha256:{sha256}")
+
+        rebuilt = RebuiltTar(store.get, read_layer_root(store.get, result.root_cid))
+        rebuilt.verify()
+        assert rebuilt.size == size
