@@ -1,9 +1,9 @@
 """Write a layer's changeset into a root directory.
 
-This is the one place that turns tar entries into files: ``ipcs-fs unpack``
+This is the one place that turns tar entries into files. ``ipcs-fs unpack``
 and the containerd diff plugin both call :func:`apply_layer`, for standard OCI
-tar layers and for file-granular layers (whose tar stream is re-emitted byte
-for byte, so the engine always reads a tar stream).
+tar layers and for file-granular layers. A file-granular layer re-emits its
+original tar stream byte for byte, so the engine always reads a tar stream.
 
 The rules are the OCI image spec's changeset rules as containerd's walking
 differ applies them, with these differences:
@@ -76,7 +76,7 @@ _INPUT_ERRNOS = frozenset(
 
 @dataclass(frozen=True, kw_only=True)
 class ApplyOptions:
-    """How :func:`apply_layer` writes a layer.
+    """Options of :func:`apply_layer`: the kind of target and the limits.
 
     ``overlay_upper`` makes the root an overlayfs upper directory that is not
     mounted: whiteouts become 0/0 character devices, opaque directories get
@@ -94,7 +94,7 @@ class ApplyOptions:
 
 @dataclass(frozen=True)
 class ApplyStats:
-    """What applying one layer did."""
+    """Counts and duration of one layer's apply."""
 
     entries: int
     bytes_written: int
@@ -203,23 +203,23 @@ def _apply_all(
 
 
 def _apply_one(state: LayerState, entry: TarEntry, source: str) -> None:
-    what = f"{entry.kind.value} {display(entry.name)}"
+    label = f"{entry.kind.value} {display(entry.name)}"
     try:
         apply_entry(state, entry)
     except RuleError as error:
-        raise error.kind(f"failed to apply {what} of {source}: {error}") from error
+        raise error.kind(f"failed to apply {label} of {source}: {error}") from error
     except OSError as error:
-        raise _os_error(source, what, error) from error
+        raise _os_error(source, label, error) from error
     except ValueError as error:
         # os functions raise ValueError for names with a NUL byte.
         raise InvalidArgumentError(
-            f"failed to apply {what} of {source}: {error}"
+            f"failed to apply {label} of {source}: {error}"
         ) from error
     finally:
         state.target.end_entry()
 
 
-def _os_error(source: str, what: str, error: OSError) -> IpcsError:
+def _os_error(source: str, label: str, error: OSError) -> IpcsError:
     kind: type[IpcsError] = FailedPreconditionError
     if error.errno in _RESOURCE_ERRNOS:
         kind = ResourceExhaustedError
@@ -228,4 +228,4 @@ def _os_error(source: str, what: str, error: OSError) -> IpcsError:
     elif error.errno == errno.ENOENT:
         kind = NotFoundError
     cause = error.strerror or str(error)
-    return kind(f"failed to apply {what} of {source}: {cause}")
+    return kind(f"failed to apply {label} of {source}: {cause}")

@@ -6,7 +6,7 @@ Terms:
   whether it is a directory. A whiteout never removes a written path, because
   whiteouts apply only to the layers below.
 - *kept*: the written paths and all their ancestors. Hiding the lower children
-  of a directory removes what is not kept.
+  of a directory removes every path that is not kept.
 - *recorded*: the directories this layer has an entry for. Their modes and
   times are set at the end, deepest first, so that writing their children
   cannot change them.

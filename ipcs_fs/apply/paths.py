@@ -6,8 +6,8 @@ Terms:
   tree being written. ``()`` is the root itself. Components never contain
   ``b""``, ``b"."``, ``b".."`` or ``b"/"``.
 - *cleaning*: turning a tar name into components as if it were rooted, the way
-  Go's ``filepath.Clean("/" + name)`` does: empty and ``.`` components go,
-  ``..`` removes the component before it and is dropped at the root, so no
+  Go's ``filepath.Clean("/" + name)`` does. Empty and ``.`` components go, and
+  ``..`` removes the component before it. At the root ``..`` is dropped, so no
   cleaned path can climb above the root.
 - *whiteout*: an entry whose base name starts with ``.wh.``. It deletes the
   name after the prefix from the layers below. ``.wh..wh..opq`` is the opaque
@@ -44,7 +44,7 @@ _AUFS_META_PREFIX = b".wh..wh."
 
 
 class WhiteoutKind(enum.Enum):
-    """What a base name means under the OCI whiteout rules."""
+    """Meaning of a base name under the OCI whiteout rules."""
 
     NONE = "none"
     WHITEOUT = "whiteout"
@@ -94,7 +94,7 @@ def resolve_symlink(directory: Components, target: bytes) -> Components:
 
     An absolute target is taken relative to the root and ``..`` stops at the
     root, as containerd's ``fs.RootPath`` does. ``..`` is applied lexically,
-    which is exact for ``directory`` (it holds no symbolic links) and matches
+    which is exact for ``directory`` (it contains no symbolic links) and matches
     containerd for the target's own components.
     """
     if target.startswith(b"/"):

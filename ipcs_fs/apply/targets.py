@@ -114,8 +114,8 @@ def _reopen(directory: DirHandle, name: bytes, path: Components) -> DirHandle:
 def remove_tree(parent_fd: int, name: bytes) -> None:
     """Remove the directory ``name`` with everything below it, following no link.
 
-    Unlike ``shutil.rmtree`` this neither recurses in Python nor holds a
-    descriptor per level, so a layer's deepest tree can still be removed.
+    Unlike ``shutil.rmtree`` this neither recurses in Python nor keeps a
+    descriptor open per level, so a layer's deepest tree can still be removed.
     """
     directory = DirHandle(os.open(name, _DIR_FLAGS, dir_fd=parent_fd), ROOT)
     pending = [_unlink_files(directory.fd)]
@@ -170,7 +170,7 @@ class MountedTarget:
         self._saved: dict[Components, tuple[int, int]] = {}
 
     def close(self) -> None:
-        """Close every descriptor the target holds."""
+        """Close every descriptor the target has open."""
         self.end_entry()
         for fd in self._fds.values():
             os.close(fd)
@@ -188,8 +188,8 @@ class MountedTarget:
     def _evict(self) -> None:
         """Close the least recently used descriptors past the cache size.
 
-        Descriptors handed out for the current entry stay open, so a handle
-        that a handler holds is never closed under it.
+        Descriptors handed out for the current entry stay open, so no handle
+        in use by a handler is closed under it.
         """
         excess = len(self._fds) - self._cache_size
         if excess <= 0:
@@ -396,7 +396,7 @@ class MountedTarget:
     ) -> None:
         """Remove everything under ``handle`` whose path is not in ``keep``.
 
-        ``keep`` holds the paths this layer wrote and their ancestors. A kept
+        ``keep`` contains the paths this layer wrote and their ancestors. A kept
         directory that came from a lower layer and that this layer does not
         record becomes an implied directory, since its lower version is hidden.
         """
@@ -494,11 +494,11 @@ class OverlayUpperTarget(MountedTarget):
     ``trusted.overlay.opaque=y``, as overlayfs itself writes them. Reads fall
     through to ``lowers`` (top first) with overlayfs's lookup rules, so that:
 
-    - a symbolic link that only a lower layer holds (``var/run -> /run``) is
+    - a symbolic link that only a lower layer contains (``var/run -> /run``) is
       followed, not shadowed by a new upper directory;
-    - a directory that only a lower layer holds is copied up with its owner,
+    - a directory that only a lower layer contains is copied up with its owner,
       mode, xattrs and times before a child is written into it;
-    - a hard link whose target only a lower layer holds links to a copy-up of
+    - a hard link whose target only a lower layer contains links to a copy-up of
       that target. The copy keeps the target's content and metadata, but it is
       a new inode: other names of the lower inode, in layers below, are not
       part of the new link's group (overlayfs without ``index=on`` behaves the
@@ -654,7 +654,7 @@ class OverlayUpperTarget(MountedTarget):
     def link(
         self, source: DirHandle, source_name: bytes, parent: DirHandle, name: bytes
     ) -> None:
-        """Make a hard link, first copying up a target only a lower layer holds.
+        """Make a hard link, first copying up a target only a lower layer contains.
 
         A whiteout at the target means the target was deleted, so the result
         is :class:`FileNotFoundError` rather than a link to the whiteout.

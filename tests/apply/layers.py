@@ -238,7 +238,7 @@ def symlink_node(target: bytes, *, mtime_ns: int | None = T0_NS) -> Node:
 
 
 def assert_tree(root: Path, expected: Mapping[bytes, Node]) -> None:
-    """Assert that ``root`` holds exactly ``expected``; the root is not checked.
+    """Assert that ``root`` contains exactly ``expected``, the root unchecked.
 
     A non-directory without a ``link_group`` must have no other name.
     """

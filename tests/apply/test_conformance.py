@@ -1,6 +1,6 @@
 """Every edge case of ``fixtures.edgecases`` through both targets.
 
-Each case's layers are applied in order into an empty root; the tree must
+Each case's layers are applied in order into an empty root. The tree must
 equal the case's expected tree, or applying must raise its expected error. The
 overlay target is checked through a real read-only overlayfs mount of the
 upper directories, so the whiteout encoding is judged by the kernel.
