@@ -79,7 +79,7 @@ def parse_records(body: bytes, end: int, max_records: int) -> list[tuple[bytes, 
     :class:`TarFormatError` for a bad length, a missing ``=`` or newline, an
     empty key, or more than ``max_records`` records.
     """
-    records = []
+    records: list[tuple[bytes, bytes]] = []
     position = 0
     while position < end:
         if len(records) == max_records:

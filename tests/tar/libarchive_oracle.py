@@ -10,8 +10,8 @@ import ctypes
 import hashlib
 from dataclasses import dataclass
 
-import libarchive
-from libarchive import ffi
+import libarchive  # type: ignore[import-untyped]
+from libarchive import ffi  # type: ignore[import-untyped]
 
 from ipcs_fs.tar import EntryKind, TarEntry
 
@@ -133,6 +133,7 @@ def _xattrs(pointer: int) -> dict[bytes, bytes]:
         )
         == 0
     ):
+        assert name.value is not None
         xattrs[name.value] = ctypes.string_at(value, size.value) if size.value else b""
     return xattrs
 

@@ -43,7 +43,7 @@ def read_file_checked(
     for entry in reader:
         entries.append(entry)
         digest.update(entry.raw_header)
-        kept = [] if entry.data_size <= keep_limit else None
+        kept: list[bytes] | None = [] if entry.data_size <= keep_limit else None
         while count := reader.readinto_data(buffer):
             digest.update(buffer[:count])
             if kept is not None:

@@ -15,7 +15,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-import libarchive
+import libarchive  # type: ignore[import-untyped]
 import pytest
 
 from ipcs_fs.tar import EntryKind, TarEntry, TarReader
