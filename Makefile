@@ -31,11 +31,18 @@ images: venv
 demo: venv images
 	$(VENV)/bin/python -m fixtures.demo
 
+# Each run gets a fresh pytest base directory, removed with rm -rf afterwards:
+# pytest's own rotation of old directories fails on trees deeper than Python's
+# recursion limit, which the path-depth tests create.
+PYTEST = tmp=$$(mktemp -d /tmp/ipcs-fs-test.XXXXXX); status=0; \
+	$(VENV)/bin/python -m pytest -ra --basetemp=$$tmp/pytest $(1) || status=$$?; \
+	rm -rf $$tmp; exit $$status
+
 test: venv tools images
-	$(VENV)/bin/python -m pytest -ra
+	$(call PYTEST,)
 
 test-unit: venv
-	$(VENV)/bin/python -m pytest -ra -m "not integration"
+	$(call PYTEST,-m "not integration")
 
 bench: venv tools images
 	$(VENV)/bin/python -m benchmarks.run
