@@ -12,8 +12,8 @@ differ applies them, with these differences:
   in the tar, and a directory whose lower version they hide keeps only what
   this layer wrote, with implied-directory metadata unless the layer records
   it; names under ``.wh..wh.*`` (aufs metadata) are skipped;
-- every directory the layer records keeps the mode and times the layer gives
-  it, set after all its children; a directory the layer does not record but
+- every directory the layer records gets the mode and times the layer gives
+  it, set after all its children. A directory the layer does not record but
   whose children it changes keeps the times it had before;
 - in an overlay upper directory, lower layers are read through, so a symbolic
   link of a lower layer is followed and a hard link to a lower file works;
@@ -82,8 +82,17 @@ class ApplyOptions:
     mounted: whiteouts become 0/0 character devices, opaque directories get
     ``trusted.overlay.opaque=y``, and ``lowers`` (the lower directories of the
     mount, top first) are read where the upper directory lacks a path. Without
-    ``lowers`` the layer is the bottom one. ``max_bytes`` bounds the file data
-    written and ``max_entries`` the entries read; ``None`` means no bound.
+    ``lowers`` the layer is the bottom one.
+
+    A hard link to a file that only a lower directory has cannot be made
+    across directories, so the file is first copied up (content with holes,
+    owner, mode, xattrs, times) and the link joins the copy. The merged view
+    is the same, except that names of the file in layers below stay with the
+    old inode. A lower directory that an entry must enter is copied up with
+    its metadata in the same way. A lower symbolic link on the way is followed.
+
+    ``max_bytes`` bounds the file data written and ``max_entries`` the entries
+    read. ``None`` means no bound.
     """
 
     overlay_upper: bool = False
@@ -137,6 +146,10 @@ def apply_layer(
     that breaks a rule, NotFoundError for a missing hard link target,
     ResourceExhaustedError past a limit or when the disk is full. On error the
     root is left half-written, with no rollback: the caller discards it.
+
+    The engine runs as root. It relies on root's permission to write into
+    directories of mode 0555 or 000 and files of mode 000 that lower layers
+    left, and never changes a mode to gain access, so it has none to restore.
     """
     reader = TarReader(stream, source=source)
     return apply_entries(reader, root, source=source, options=options)
