@@ -22,31 +22,10 @@ from tests.apply.stacks import apply_mounted, apply_overlay
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
-# Cases whose expectation disagrees with the tar reader, not with the engine.
-_READER_DISAGREES = {
-    "root_entry_file_rejected": (
-        "the tar reader reads typeflag 0 with a trailing slash as a directory"
-    ),
-    "truncated_data": "the tar reader names the offset where the data starts",
-}
-
 _TARGETS: dict[str, Callable[[Sequence[bytes], Path], dict[bytes, Node]]] = {
     "mounted": apply_mounted,
     "overlay": apply_overlay,
 }
-
-
-def _case_params() -> list[object]:
-    params = []
-    for name in sorted(CASES):
-        marks = []
-        if name in _READER_DISAGREES:
-            # Not strict: the reader or the case may change to agree.
-            marks.append(
-                pytest.mark.xfail(reason=_READER_DISAGREES[name], strict=False)
-            )
-        params.append(pytest.param(name, marks=marks, id=name))
-    return params
 
 
 def _check(case: Case, apply_stack: Callable, base: Path) -> None:
@@ -60,7 +39,7 @@ def _check(case: Case, apply_stack: Callable, base: Path) -> None:
 
 
 @pytest.mark.parametrize("target", sorted(_TARGETS))
-@pytest.mark.parametrize("name", _case_params())
+@pytest.mark.parametrize("name", sorted(CASES))
 def test_edge_case(tmp_path: Path, name: str, target: str) -> None:
     _check(CASES[name], _TARGETS[target], tmp_path)
 
