@@ -91,6 +91,7 @@ _GNU_CTIME = slice(357, 369)
 _STAR_PREFIX = slice(345, 475)
 _STAR_ATIME = slice(476, 488)
 _STAR_CTIME = slice(488, 500)
+_STAR_TRAILER = slice(508, 512)
 _NS_PER_SECOND = 1_000_000_000
 
 
@@ -215,7 +216,7 @@ def decode_header(block: bytes) -> TarEntry:
         linkname=linkname.partition(b"\0")[0],
     )
     if magic == GNU_MAGIC:
-        _decode_gnu_fields(entry, block, uname, gname)
+        _decode_gnu_fields(entry, block, uname, gname, prefix)
     elif magic[:6] == _USTAR_MAGIC:
         _decode_ustar_fields(entry, block, uname, gname, prefix)
     if entry.kind is EntryKind.CHAR or entry.kind is EntryKind.BLOCK:
@@ -242,15 +243,25 @@ def _decode_numbers(block: bytes) -> tuple[int, int, int, int, int]:
 
 
 def _decode_gnu_fields(
-    entry: TarEntry, block: bytes, uname: bytes, gname: bytes
+    entry: TarEntry, block: bytes, uname: bytes, gname: bytes, prefix: bytes
 ) -> None:
     entry.uname = _cstring(uname)
     entry.gname = _cstring(gname)
     # GNU tar fills these only in incremental dumps, and NUL means absent.
-    if block[_GNU_ATIME.start]:
-        entry.atime_ns = _time_ns(block[_GNU_ATIME], "atime")
-    if block[_GNU_CTIME.start]:
-        entry.ctime_ns = _time_ns(block[_GNU_CTIME], "ctime")
+    try:
+        if block[_GNU_ATIME.start]:
+            entry.atime_ns = _time_ns(block[_GNU_ATIME], "atime")
+        if block[_GNU_CTIME.start]:
+            entry.ctime_ns = _time_ns(block[_GNU_CTIME], "ctime")
+    except TarFormatError:
+        # Go before 1.8 wrote a ustar name prefix into GNU headers. Go's
+        # archive/tar drops times it cannot parse and takes the area as that
+        # prefix when it is ASCII. This reader does the same, since layers
+        # built with those Go versions exist.
+        entry.atime_ns = entry.ctime_ns = None
+        legacy_prefix = _cstring(prefix)
+        if legacy_prefix and legacy_prefix.isascii():
+            entry.name = legacy_prefix + b"/" + entry.name
 
 
 def _decode_ustar_fields(
@@ -268,10 +279,13 @@ def _decode_ustar_fields(
 
 
 def _is_star(block: bytes) -> bool:
-    # GNU tar's test (decode_header in src/list.c): star ends its 130-byte
-    # prefix with a NUL and writes both times as octal ended by a space. A
-    # ustar prefix short enough to leave byte 130 NUL leaves the time area
-    # NUL too, so it never matches.
+    # Go's archive/tar looks for star's "tar\0" at byte 508. GNU tar's test
+    # (decode_header in src/list.c) is that the 130-byte prefix ends with a
+    # NUL and both times are octal ended by a space. A ustar prefix short
+    # enough to leave byte 130 NUL leaves the time area NUL too, so a ustar
+    # header matches neither.
+    if block[_STAR_TRAILER] == b"tar\0":
+        return True
     return (
         block[_STAR_PREFIX.stop] == 0
         and block[_STAR_ATIME.start] in b"01234567"

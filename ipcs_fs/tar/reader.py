@@ -26,9 +26,10 @@ Rules that tar implementations disagree on, as decided here:
 - Typeflags 1 to 6 (links, devices, directories, FIFOs) have no data, whatever
   their size field records, as in Go's archive/tar, which containerd uses.
 - Typeflags 0, NUL and 7 are regular files. An entry with typeflag NUL (the
-  pre-POSIX regular file) and a name ending in ``/`` is a directory, as Go's
-  archive/tar reads it. GNU tar and libarchive take 0 and 7 with such a name
-  as directories too; here they stay files with a slash in the name.
+  pre-POSIX regular file) and a name ending in ``/`` is a directory without
+  data, as Go's archive/tar reads it. libarchive 3.6 takes 0 and 7 with such
+  a name as directories too, but here they stay files with a slash in the
+  name.
 - GNU ``D`` is a directory with data. Every other typeflag that is not an
   extension record is a regular file with data, as POSIX tells readers to do.
 - GNU ``V`` (volume label), ``M`` (continuation from a previous volume) and
@@ -40,6 +41,11 @@ Rules that tar implementations disagree on, as decided here:
   names: GNU long link, then PAX ``linkpath``, then the header.
 - Two PAX ``x`` headers, two long names or two long links for one entry are an
   error, since readers differ on which one counts.
+- Entries end at the first zero block, as in GNU tar and libarchive, and
+  whatever follows it is trailer. Go's archive/tar instead rejects a zero
+  block followed by a block that is not zero.
+- The stream may end right after the last entry's data, before its padding,
+  as Go's archive/tar allows. Part of the padding alone is an error.
 - GNU sparse records are read from the entry's own ``x`` header only.
 - At most 1024 global PAX records stay in force, since every later entry
   carries a copy of them.
@@ -313,7 +319,9 @@ class TarReader:
         self._padding = 0
         self._block_offset = start
         chunk = self._stream.take(padding + BLOCK_SIZE)
-        if len(chunk) < padding:
+        # A stream may end right after the last entry's data, without its
+        # padding: Go's archive/tar takes that as the end of the archive.
+        if 0 < len(chunk) < padding:
             raise TarFormatError(
                 f"stream ends inside the padding, after {len(chunk)} of {padding} bytes"
             )
@@ -399,12 +407,13 @@ class TarReader:
         if raw.long_link is not None:
             entry.linkname = raw.long_link
         self._name = entry.name
+        if entry.typeflag == _OLD_REGULAR and entry.name.endswith(b"/"):
+            entry.kind = EntryKind.DIR
+            entry.data_size = 0
         if entry.typeflag == _OLD_SPARSE:
             self._apply_old_sparse(raw, entry, block)
         elif raw.local:
             self._apply_pax_sparse(raw, entry)
-        if entry.typeflag == _OLD_REGULAR and entry.name.endswith(b"/"):
-            entry.kind = EntryKind.DIR
         parts = raw.parts
         entry.raw_header = parts[0] if len(parts) == 1 else b"".join(parts)
         entry.offset = start
@@ -424,7 +433,9 @@ class TarReader:
         info = parse_sparse_records(raw.local, self._max_sparse_regions)
         if info is None:
             return
-        if entry.typeflag[0] in HEADER_ONLY_TYPEFLAGS:
+        if entry.typeflag[0] in HEADER_ONLY_TYPEFLAGS or (
+            entry.kind is EntryKind.DIR and entry.typeflag == _OLD_REGULAR
+        ):
             raise TarFormatError("GNU sparse records on an entry without data")
         if info.name is not None:
             entry.name = info.name

@@ -96,15 +96,15 @@ def read_old_sparse(
     regions (unchecked) and the real size.
     """
     regions: list[tuple[int, int]] = []
-    ended = _parse_pairs(block, *_HEADER_MAP, regions)
+    _parse_pairs(block, *_HEADER_MAP, regions)
     extended = block[_HEADER_EXTENDED]
+    # Extension blocks follow while the flag is set, even after a block whose
+    # pairs ended early, as Go's archive/tar and libarchive 3.6 read them.
     while extended:
-        if ended:
-            raise TarFormatError("old GNU sparse map continues after its end")
         offset = source.offset
         extension = source.read(BLOCK_SIZE, "old GNU sparse header")
         try:
-            ended = _parse_pairs(extension, *_EXTENSION_MAP, regions)
+            _parse_pairs(extension, *_EXTENSION_MAP, regions)
         except TarFormatError as error:
             raise TarFormatError(str(error), offset) from None
         extended = extension[_EXTENSION_EXTENDED]
@@ -115,17 +115,17 @@ def read_old_sparse(
 
 def _parse_pairs(
     block: bytes, start: int, count: int, regions: list[tuple[int, int]]
-) -> bool:
-    # Returns True when an all-NUL pair ends the map inside this block.
+) -> None:
     for index in range(count):
         at = start + index * _ENTRY_SIZE
         offset_field = block[at : at + 12]
-        length_field = block[at + 12 : at + 24]
-        if offset_field[0] == 0 and length_field[0] == 0:
-            return True
+        # A NUL first offset byte ends the pairs of this block, as in Go's
+        # archive/tar (which states that GNU and BSD tar agree) and libarchive.
+        if offset_field[0] == 0:
+            return
         offset = parse_number(offset_field, "sparse offset")
-        regions.append((offset, parse_number(length_field, "sparse length")))
-    return False
+        length = parse_number(block[at + 12 : at + 24], "sparse length")
+        regions.append((offset, length))
 
 
 def has_sparse_records(records: list[tuple[bytes, bytes]]) -> bool:

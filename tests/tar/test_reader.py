@@ -186,6 +186,16 @@ def test_typeflag_kinds(typeflag: bytes, kind: EntryKind) -> None:
     assert entries[0].typeflag == typeflag
 
 
+def test_old_directory_has_no_data() -> None:
+    data = header(b"old/", typeflag=b"\x00", size=512) + member(b"next", b"n") + end()
+
+    entries, contents, _ = read_all(data)
+
+    assert [entry.name for entry in entries] == [b"old/", b"next"]
+    assert entries[0].data_size == 0
+    assert contents == [b"", b"n"]
+
+
 @pytest.mark.parametrize(
     ("typeflag", "kind"),
     [
@@ -260,6 +270,26 @@ def test_star_header_times_and_prefix() -> None:
     assert entries[0].name == b"dir/f"
     assert entries[0].atime_ns == 1000 * 10**9
     assert entries[0].ctime_ns == 2000 * 10**9
+
+
+def test_star_trailer_marks_star_header() -> None:
+    raw_at = {345: b"dir", 476: b"%011o\x00" % 1000, 508: b"tar\x00"}
+    data = header(b"f", raw_at=raw_at) + end()
+
+    entries, _, _ = read_all(data)
+
+    assert entries[0].name == b"dir/f"
+    assert entries[0].atime_ns == 1000 * 10**9
+    assert entries[0].ctime_ns == 0
+
+
+def test_gnu_header_with_old_go_prefix() -> None:
+    data = header(b"name", magic=GNU, raw_at={345: b"long/directory"}) + end()
+
+    entries, _, _ = read_all(data)
+
+    assert entries[0].name == b"long/directory/name"
+    assert entries[0].atime_ns is None
 
 
 def test_v7_header_ignores_ustar_fields() -> None:
@@ -471,12 +501,22 @@ def test_size_past_end_of_stream() -> None:
     )
 
 
-def test_truncated_padding() -> None:
+def test_end_right_after_data() -> None:
     data = header(b"f", size=3) + b"abc"
+
+    entries, contents, trailer = read_all(data)
+
+    assert [entry.name for entry in entries] == [b"f"]
+    assert contents == [b"abc"]
+    assert trailer == b""
+
+
+def test_truncated_padding() -> None:
+    data = header(b"f", size=3) + b"abc" + bytes(100)
 
     assert _error(data) == (
         "invalid tar header at offset 515 in test.tar: stream ends inside the"
-        " padding, after 0 of 509 bytes"
+        " padding, after 100 of 509 bytes"
     )
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import io
+from pathlib import Path
 
 import pytest
 
 from ipcs_fs.errors import InvalidArgumentError
 from ipcs_fs.tar import EntryKind, TarReader
 
+from .libarchive_oracle import read_with_libarchive
 from .roundtrip import read_all
 from .tarbuild import BLOCK, GNU, end, header, long_name, member, octal, pad, pax
 
@@ -306,8 +308,10 @@ def _old_sparse(
     real_size: int,
     *,
     extended: bool = False,
+    stored: int | None = None,
 ) -> bytes:
-    stored = sum(length for _, length in regions)
+    if stored is None:
+        stored = sum(length for _, length in regions)
     raw_at = {386: _sparse_pairs(regions[:4]), 483: octal(real_size, 12)}
     if extended:
         raw_at[482] = b"\x01"
@@ -353,14 +357,29 @@ def test_old_gnu_sparse_drops_end_marker() -> None:
     assert entries[0].size == 4096
 
 
-def test_old_gnu_sparse_continues_after_end() -> None:
-    regions = [(0, 512)]
-    data = _old_sparse(b"s", regions, 1024, extended=True) + _extension([(600, 1)])
+def test_old_gnu_sparse_extension_after_short_map(tmp_path: Path) -> None:
+    header_block = _old_sparse(b"s", [(0, 3)], 200, extended=True, stored=6)
+    data = header_block + _extension([(100, 3)]) + pad(b"abcdef") + end()
+    path = tmp_path / "old-sparse.tar"
+    path.write_bytes(data)
 
-    assert _error(data) == (
-        "invalid tar header for 's' at offset 0 in test.tar: old GNU sparse map"
-        " continues after its end"
-    )
+    entries, contents, _ = read_all(data)
+    oracle = read_with_libarchive(str(path))
+
+    assert entries[0].sparse == [(0, 3), (100, 3)]
+    assert oracle[0].sparse == [(0, 3), (100, 3)]
+    assert contents == [b"abcdef"]
+
+
+def test_old_gnu_sparse_pairs_end_at_nul_offset() -> None:
+    block = bytearray(_extension([(100, 3)]))
+    block[:12] = bytes(12)  # a NUL offset ends this block's pairs
+    header_block = _old_sparse(b"s", [(0, 6)], 200, extended=True)
+    data = header_block + bytes(block) + pad(b"abcdef") + end()
+
+    entries, _, _ = read_all(data)
+
+    assert entries[0].sparse == [(0, 6)]
 
 
 def test_old_gnu_sparse_needs_gnu_magic() -> None:
