@@ -18,8 +18,8 @@ data
 trailer
     What follows the last entry's data. That is its padding, any GNU volume
     header or PAX global header that no entry follows, and the first all-zero
-    block where a header was expected, with every byte after it: more zero
-    blocks, the rest of a padded record, or junk.
+    block where a header was expected. Every byte after that block belongs to
+    it too: more zero blocks, the rest of a padded record, or junk.
 
 Rules that tar implementations disagree on, as decided here:
 
@@ -216,7 +216,7 @@ class TarReader:
         self._block_offset = 0
         self._name: bytes | None = None
         self.trailer: bytes | None = None
-        """Bytes after the last entry's data; None until iteration ends."""
+        """Bytes after the last entry's data, or None until iteration ends."""
 
     @property
     def offset(self) -> int:

@@ -1,7 +1,7 @@
 """TarReader on randomly damaged tars: an exact round trip or one clear error.
 
 Whatever the damage, reading must either give pieces that rebuild the input
-byte for byte or raise InvalidArgumentError; any other exception is a bug.
+byte for byte or raise InvalidArgumentError. Any other exception is a bug.
 """
 
 from __future__ import annotations
