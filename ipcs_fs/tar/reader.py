@@ -402,9 +402,10 @@ class TarReader:
         self._name = entry.name
         if raw.local or self._globals:
             apply_records(entry, merge_records(self._globals, raw.local or []))
-        if raw.long_name is not None:
+        # An empty long name or link leaves the header's own, as in Go.
+        if raw.long_name:
             entry.name = raw.long_name
-        if raw.long_link is not None:
+        if raw.long_link:
             entry.linkname = raw.long_link
         self._name = entry.name
         if entry.typeflag == _OLD_REGULAR and entry.name.endswith(b"/"):
@@ -437,7 +438,7 @@ class TarReader:
             entry.kind is EntryKind.DIR and entry.typeflag == _OLD_REGULAR
         ):
             raise TarFormatError("GNU sparse records on an entry without data")
-        if info.name is not None:
+        if info.name:
             entry.name = info.name
             self._name = entry.name
         regions = info.regions

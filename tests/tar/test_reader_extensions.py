@@ -587,3 +587,11 @@ def test_pax_record_count_limit() -> None:
         "invalid tar header at offset 0 in test.tar: PAX extended header has"
         " more than 64 records"
     )
+
+
+def test_empty_long_name_keeps_header_name() -> None:
+    data = long_name(b"") + member(b"header-name", magic=GNU) + end()
+
+    entries, _, _ = read_all(data)
+
+    assert entries[0].name == b"header-name"
