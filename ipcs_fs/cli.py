@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert(commands)
     _add_unpack(commands)
     _add_ls(commands)
+    _add_serve(commands)
     return parser
 
 
@@ -116,6 +117,54 @@ def _add_ls(commands) -> None:
     parser.set_defaults(run=_run_ls)
 
 
+def _add_serve(commands) -> None:
+    parser = commands.add_parser(
+        "serve",
+        help="run the containerd diff plugin (Apply and Diff over gRPC)",
+        description="Serve containerd.services.diff.v1.Diff on a unix socket, for"
+        ' containerd\'s [proxy_plugins] (type "diff"). Settings come from the'
+        " TOML file given with --config; the flags below override it. Stops on"
+        " SIGTERM or SIGINT.",
+    )
+    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML settings")
+    parser.add_argument(
+        "--address",
+        metavar="unix://PATH",
+        help="socket to listen on (default: unix:///run/ipcs-fs/diff.sock)",
+    )
+    parser.add_argument(
+        "--containerd-root",
+        type=Path,
+        metavar="DIR",
+        help="containerd's root directory, to read blobs (default: /var/lib/containerd)",
+    )
+    parser.add_argument(
+        "--containerd-address",
+        metavar="unix://PATH",
+        help="containerd's socket, to write Diff results"
+        " (default: unix:///run/containerd/containerd.sock)",
+    )
+    parser.add_argument(
+        "--namespace",
+        help="containerd namespace for calls that name none (default: default)",
+    )
+    parser.add_argument(
+        "--max-layer-bytes",
+        type=int,
+        metavar="BYTES",
+        help="file data one layer may write; 0 for no bound (default: 1 TiB)",
+    )
+    parser.add_argument(
+        "--workers", type=int, metavar="N", help="calls served at once (default: 8)"
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="log threshold (default: info)",
+    )
+    parser.set_defaults(run=_run_serve)
+
+
 def _open_store(args):
     from .store import EmbeddedStore, default_store_path
 
@@ -166,6 +215,25 @@ def _run_ls(args) -> int:
             else:
                 print(row.to_text())
     return 0
+
+
+def _run_serve(args) -> int:
+    from .service.config import load_config
+    from .service.server import configure_logging, serve
+
+    overrides = {
+        "address": args.address,
+        "store": args.store,
+        "containerd_root": args.containerd_root,
+        "containerd_address": args.containerd_address,
+        "namespace": args.namespace,
+        "max_layer_bytes": args.max_layer_bytes,
+        "workers": args.workers,
+        "log_level": args.log_level,
+    }
+    config = load_config(args.config, overrides)
+    configure_logging(config.log_level_number)
+    return serve(config)
 
 
 def _progress_printer():
