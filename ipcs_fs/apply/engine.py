@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import Protocol
 
 from ipcs_fs.apply.handlers import LayerState, apply_entry
+from ipcs_fs.apply.overlay import OverlayUpperTarget
 from ipcs_fs.apply.paths import display
-from ipcs_fs.apply.targets import MountedTarget, OverlayUpperTarget, RuleError
+from ipcs_fs.apply.targets import MountedTarget, RuleError
 from ipcs_fs.errors import (
     FailedPreconditionError,
     InvalidArgumentError,

@@ -1,13 +1,12 @@
-"""The two kinds of directory the apply engine writes into.
+"""The directory tree the apply engine writes into, and its path resolution.
 
 Terms:
 
 - *target*: the directory tree being written, seen through open directory file
   descriptors. :class:`MountedTarget` is a complete tree (a native snapshot or a
-  mounted overlay), where whiteouts delete. :class:`OverlayUpperTarget` is the
-  upper directory of an overlay mount that is not mounted while the layer is
-  written, with the lower directories beside it; whiteouts become overlayfs
-  whiteouts there.
+  mounted overlay), where whiteouts delete. Its subclass in :mod:`.overlay`
+  writes an overlayfs upper directory that is not mounted, and reads the lower
+  directories beside it.
 - *handle*: an open directory of the target, with its *resolved path*: the
   components of the directory's real location, free of symbolic links.
 - *walk*: resolving a cleaned entry path to a handle, one component at a time
@@ -35,17 +34,16 @@ from collections import OrderedDict
 from collections.abc import Container
 from pathlib import Path
 
-from ipcs_fs.apply.copyup import copy_metadata, copy_up
 from ipcs_fs.apply.paths import ROOT, Components, display, resolve_symlink
 from ipcs_fs.errors import InvalidArgumentError, IpcsError
 
 __all__ = [
+    "DIR_FLAGS",
     "MAX_SYMLINK_HOPS",
     "OPAQUE_XATTR",
     "OVERLAY_XATTR_PREFIX",
     "DirHandle",
     "MountedTarget",
-    "OverlayUpperTarget",
     "RuleError",
 ]
 
@@ -58,7 +56,8 @@ MAX_SYMLINK_HOPS = 40
 
 _MAX_CACHED_DIRS = 128
 """Directory descriptors kept open, at most a quarter of RLIMIT_NOFILE."""
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+"""Flags that open a directory and fail on anything else, a link included."""
 
 
 class RuleError(Exception):
@@ -106,7 +105,7 @@ def is_whiteout_device(st: os.stat_result) -> bool:
 
 def _reopen(directory: DirHandle, name: bytes, path: Components) -> DirHandle:
     """Open ``name`` in ``directory`` and close ``directory``."""
-    fd = os.open(name, _DIR_FLAGS, dir_fd=directory.fd)
+    fd = os.open(name, DIR_FLAGS, dir_fd=directory.fd)
     os.close(directory.fd)
     return DirHandle(fd, path)
 
@@ -117,7 +116,7 @@ def remove_tree(parent_fd: int, name: bytes) -> None:
     Unlike ``shutil.rmtree`` this neither recurses in Python nor keeps a
     descriptor open per level, so a layer's deepest tree can still be removed.
     """
-    directory = DirHandle(os.open(name, _DIR_FLAGS, dir_fd=parent_fd), ROOT)
+    directory = DirHandle(os.open(name, DIR_FLAGS, dir_fd=parent_fd), ROOT)
     pending = [_unlink_files(directory.fd)]
     try:
         while pending:
@@ -156,7 +155,7 @@ class MountedTarget:
     """
 
     def __init__(self, root: Path) -> None:
-        fd = os.open(root, _DIR_FLAGS)
+        fd = os.open(root, DIR_FLAGS)
         self.root = DirHandle(fd, ROOT)
         self._fds: OrderedDict[Components, int] = OrderedDict()
         self._aliases: dict[Components, Components] = {}
@@ -260,7 +259,7 @@ class MountedTarget:
             self._fds.move_to_end(path)
             return DirHandle(fd, path)
         try:
-            fd = os.open(name, _DIR_FLAGS, dir_fd=current.fd)
+            fd = os.open(name, DIR_FLAGS, dir_fd=current.fd)
         except FileNotFoundError:
             return self._missing(current, name, create)
         except NotADirectoryError:
@@ -302,7 +301,7 @@ class MountedTarget:
             fd = self._fds.get(prefix)
             if fd is None:
                 try:
-                    fd = os.open(name, _DIR_FLAGS, dir_fd=current.fd)
+                    fd = os.open(name, DIR_FLAGS, dir_fd=current.fd)
                 except (FileNotFoundError, NotADirectoryError):
                     return None
                 self.cache(DirHandle(fd, prefix))
@@ -328,7 +327,7 @@ class MountedTarget:
     def _mkdir(self, parent: DirHandle, name: bytes) -> DirHandle:
         self.note_change(parent)
         os.mkdir(name, 0o700, dir_fd=parent.fd)
-        fd = os.open(name, _DIR_FLAGS, dir_fd=parent.fd)
+        fd = os.open(name, DIR_FLAGS, dir_fd=parent.fd)
         path = parent.path + (name,)
         self._created.add(path)
         # A directory that was removed and made again must not get back the
@@ -351,7 +350,7 @@ class MountedTarget:
         if cached is not None:
             return self._pin(DirHandle(cached, path)), True
         try:
-            fd = os.open(name, _DIR_FLAGS, dir_fd=parent.fd)
+            fd = os.open(name, DIR_FLAGS, dir_fd=parent.fd)
         except NotADirectoryError:
             self.remove(parent, name)
             return self._pin(self._mkdir(parent, name)), False
@@ -485,218 +484,3 @@ class MountedTarget:
                 os.fchmod(handle.fd, mode)
                 os.utime(handle.fd, ns=(atime_ns, mtime_ns))
             self.end_entry()
-
-
-class OverlayUpperTarget(MountedTarget):
-    """An overlayfs upper directory, written while it is not mounted.
-
-    Whiteouts become 0/0 character devices and opaque directories get
-    ``trusted.overlay.opaque=y``, as overlayfs itself writes them. Reads fall
-    through to ``lowers`` (top first) with overlayfs's lookup rules, so that:
-
-    - a symbolic link that only a lower layer contains (``var/run -> /run``) is
-      followed, not shadowed by a new upper directory;
-    - a directory that only a lower layer contains is copied up with its owner,
-      mode, xattrs and times before a child is written into it;
-    - a hard link whose target only a lower layer contains links to a copy-up of
-      that target. The copy keeps the target's content and metadata, but it is
-      a new inode: other names of the lower inode, in layers below, are not
-      part of the new link's group (overlayfs without ``index=on`` behaves the
-      same way).
-    """
-
-    def __init__(self, root: Path, lowers: list[Path]) -> None:
-        super().__init__(root)
-        self._lowers = [os.fsencode(lower) for lower in lowers]
-        self._stacks: dict[Components, list[bytes]] = {}
-        self._opaque: set[Components] = set()
-        self._whited: set[Components] = set()
-        self.copied_bytes = 0
-
-    # Lookups in the lower directories
-
-    def _lower_stack(self, path: Components) -> list[bytes]:
-        """Return the lower directories that merge into directory ``path``."""
-        missing: list[Components] = []
-        probe = path
-        while probe and probe not in self._stacks:
-            missing.append(probe)
-            probe = probe[:-1]
-        if ROOT not in self._stacks:
-            hidden = ROOT in self._opaque
-            self._stacks[ROOT] = [] if hidden else list(self._lowers)
-        for prefix in reversed(missing):
-            self._stacks[prefix] = self._merge(prefix, self._stacks[prefix[:-1]])
-        return self._stacks[path]
-
-    def _merge(self, path: Components, parents: list[bytes]) -> list[bytes]:
-        if path in self._opaque or path in self._whited:
-            return []
-        merged: list[bytes] = []
-        for parent in parents:
-            candidate = parent + b"/" + path[-1]
-            try:
-                st = os.lstat(candidate)
-            except FileNotFoundError:
-                continue
-            if not stat.S_ISDIR(st.st_mode):
-                break
-            merged.append(candidate)
-            if _is_opaque(candidate):
-                break
-        return merged
-
-    def lower_lookup(self, path: Components) -> tuple[bytes, os.stat_result] | None:
-        """Find the topmost lower object at ``path`` that no whiteout hides."""
-        for parent in self._lower_stack(path[:-1]):
-            candidate = parent + b"/" + path[-1]
-            try:
-                st = os.lstat(candidate)
-            except FileNotFoundError:
-                continue
-            if is_whiteout_device(st):
-                return None
-            return candidate, st
-        return None
-
-    def _hide_lower(self, path: Components) -> None:
-        self._opaque.add(path)
-        self._stacks.clear()
-
-    # Resolving paths through the lower directories
-
-    def _missing(
-        self, current: DirHandle, name: bytes, create: bool
-    ) -> DirHandle | bytes | None:
-        found = self.lower_lookup(current.path + (name,))
-        if found is None:
-            return super()._missing(current, name, create)
-        source, st = found
-        if stat.S_ISLNK(st.st_mode):
-            return os.readlink(source)
-        if not stat.S_ISDIR(st.st_mode):
-            raise RuleError(f"{display(current.path + (name,))} is not a directory")
-        return self._copy_up_dir(current, name, source, st)
-
-    def _copy_up_dir(
-        self, parent: DirHandle, name: bytes, source: bytes, st: os.stat_result
-    ) -> DirHandle:
-        self.note_change(parent)
-        os.mkdir(name, 0o700, dir_fd=parent.fd)
-        fd = os.open(name, _DIR_FLAGS, dir_fd=parent.fd)
-        handle = self.cache(DirHandle(fd, parent.path + (name,)))
-        copy_metadata(source, st, fd)
-        self._saved[handle.path] = (st.st_atime_ns, st.st_mtime_ns)
-        return handle
-
-    def _not_directory(
-        self, current: DirHandle, name: bytes, create: bool
-    ) -> DirHandle | bytes | None:
-        st = os.stat(name, dir_fd=current.fd, follow_symlinks=False)
-        if not is_whiteout_device(st):
-            return super()._not_directory(current, name, create)
-        if not create:
-            return None
-        self.remove(current, name)
-        return self.make_implied_dir(current, name)
-
-    # Changing the upper directory
-
-    def _mkdir(self, parent: DirHandle, name: bytes) -> DirHandle:
-        handle = super()._mkdir(parent, name)
-        if handle.path in self._whited:
-            # The layer deleted the lower object here first, so the lower
-            # directory of the same name must not show through.
-            self.set_opaque(handle)
-        return handle
-
-    def set_opaque(self, handle: DirHandle) -> None:
-        """Mark ``handle`` opaque so no lower directory merges into it."""
-        os.setxattr(handle.fd, OPAQUE_XATTR, b"y")
-        self._hide_lower(handle.path)
-
-    def whiteout(self, parent: DirHandle, name: bytes) -> None:
-        """Write an overlayfs whiteout for ``name``, replacing what is there.
-
-        Where no lower directory has ``name``, only the upper copy goes: a
-        whiteout in a directory that merges with nothing would still be listed
-        by readdir on the mounted overlay.
-        """
-        self.remove(parent, name)
-        path = parent.path + (name,)
-        if self.lower_lookup(path) is None:
-            return
-        self.note_change(parent)
-        os.mknod(name, stat.S_IFCHR, 0, dir_fd=parent.fd)
-        os.chown(name, 0, 0, dir_fd=parent.fd, follow_symlinks=False)
-        self._whited.add(path)
-        self._stacks.clear()
-
-    def _removed(self, path: Components, st: os.stat_result) -> None:
-        if is_whiteout_device(st):
-            # Whatever replaces a whiteout must keep the lower object hidden.
-            self._whited.add(path)
-
-    def hide_lower_children(
-        self,
-        handle: DirHandle,
-        keep: Container[Components],
-        recorded: Container[Components],
-    ) -> None:
-        """Hide every lower child of ``handle``; this layer's children stay.
-
-        Copies made for hard links or as parents are lower content too, so
-        those not in ``keep`` are removed from the upper directory.
-        """
-        super().hide_lower_children(handle, keep, recorded)
-        self.set_opaque(handle)
-
-    def link(
-        self, source: DirHandle, source_name: bytes, parent: DirHandle, name: bytes
-    ) -> None:
-        """Make a hard link, first copying up a target only a lower layer contains.
-
-        A whiteout at the target means the target was deleted, so the result
-        is :class:`FileNotFoundError` rather than a link to the whiteout.
-        """
-        try:
-            st = os.stat(source_name, dir_fd=source.fd, follow_symlinks=False)
-        except FileNotFoundError:
-            pass
-        else:
-            if is_whiteout_device(st):
-                raise FileNotFoundError(errno.ENOENT, "whiteout", source_name)
-        try:
-            super().link(source, source_name, parent, name)
-            return
-        except FileNotFoundError:
-            if not self._copy_up(source, source_name):
-                raise
-        super().link(source, source_name, parent, name)
-
-    def _copy_up(self, parent: DirHandle, name: bytes) -> bool:
-        try:
-            os.stat(name, dir_fd=parent.fd, follow_symlinks=False)
-            return False
-        except FileNotFoundError:
-            pass
-        found = self.lower_lookup(parent.path + (name,))
-        if found is None:
-            return False
-        source, st = found
-        if stat.S_ISDIR(st.st_mode):
-            raise RuleError(
-                f"hard link target {display(parent.path + (name,))} is a directory"
-            )
-        self.note_change(parent)
-        self.copied_bytes += copy_up(source, st, parent.fd, name)
-        return True
-
-
-def _is_opaque(path: bytes) -> bool:
-    try:
-        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
-    except OSError as error:
-        if error.errno in (errno.ENODATA, errno.ENOTSUP):
-            return False
-        raise
