@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_unpack(commands)
     _add_ls(commands)
     _add_serve(commands)
+    _add_compare(commands)
     return parser
 
 
@@ -165,6 +166,59 @@ def _add_serve(commands) -> None:
     parser.set_defaults(run=_run_serve)
 
 
+def _add_compare(commands) -> None:
+    parser = commands.add_parser(
+        "compare",
+        help="show how much images hold and share at layer, file and block level",
+        description="Compare two or more images: the bytes each holds, their"
+        " union, what all share and what each set of images shares, counted by"
+        " layer (diff_id), by file content (CID) and by block (CID). Standard"
+        " layers are converted on the fly; nothing is stored unless"
+        " --store-converted is given. File-granular layers are read from --store.",
+    )
+    parser.add_argument("image", metavar="IMAGE", help="image reference")
+    parser.add_argument("images", metavar="IMAGE", nargs="+", help="more images")
+    parser.add_argument(
+        "--format",
+        choices=("text", "json", "html"),
+        default="text",
+        help="output format (default: text); html is one self-contained page",
+    )
+    parser.add_argument(
+        "--top",
+        type=int,
+        default=10,
+        metavar="N",
+        help="files in each list of largest shared and unique files (default: 10)",
+    )
+    parser.add_argument(
+        "--label",
+        action="append",
+        metavar="NAME",
+        help="name of the next image in the report; give one per image, in order"
+        " (default: the part of each reference that differs from the others)",
+    )
+    parser.add_argument(
+        "--platform",
+        metavar="OS/ARCH",
+        help="platform to compare in multi-platform images (default: this machine's)",
+    )
+    parser.add_argument(
+        "--store-converted",
+        action="store_true",
+        help="write the blocks of converted standard layers to the block store"
+        " and pin their roots, as convert does",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="processes converting standard layers at once (default: the CPUs"
+        " available; 1 with --store-converted)",
+    )
+    parser.set_defaults(run=_run_compare)
+
+
 def _open_store(args):
     from .store import EmbeddedStore, default_store_path
 
@@ -234,6 +288,32 @@ def _run_serve(args) -> int:
     config = load_config(args.config, overrides)
     configure_logging(config.log_level_number)
     return serve(config)
+
+
+def _run_compare(args) -> int:
+    from contextlib import ExitStack
+
+    from .report import compare_images, render_html, render_text, report_to_json
+
+    with ExitStack() as stores:
+        report = compare_images(
+            [args.image, *args.images],
+            lambda: stores.enter_context(_open_store(args)),
+            labels=args.label,
+            platform=args.platform,
+            top=args.top,
+            store_converted=args.store_converted,
+            jobs=args.jobs,
+            progress=_progress_printer(),
+        )
+    if args.format == "json":
+        json.dump(report_to_json(report), sys.stdout, indent=2)
+        print()
+    elif args.format == "html":
+        sys.stdout.write(render_html(report))
+    else:
+        sys.stdout.write(render_text(report))
+    return 0
 
 
 def _progress_printer():
