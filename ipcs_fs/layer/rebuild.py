@@ -2,9 +2,9 @@
 
 :func:`read_layer_root` decodes and checks the layer root block.
 :class:`RebuiltTar` is a readable stream of the original tar, rebuilt from the
-tar stream and the content DAGs, hashed as it goes: when the stream reaches its
-end it raises DataLossError unless the bytes hash to the layer's diff_id and
-have its declared length. So a consumer that reads to the end (the tar reader
+tar stream and the content DAGs and hashed as it goes. When the stream reaches
+its end, it raises DataLossError unless the bytes hash to the layer's diff_id
+and have its declared length. So a consumer that reads to the end (the tar reader
 does, to collect the trailer) never accepts a tar that is not the original.
 """
 

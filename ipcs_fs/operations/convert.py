@@ -1,7 +1,7 @@
 """``ipcs-fs convert``: rewrite an image's layers in the other layer kind.
 
 ``--file-granular``: each standard tar layer (plain, gzip or zstd) becomes a
-file-granular layer; its blocks go to the block store, its root block becomes
+file-granular layer. Its blocks go to the block store, its root block becomes
 the layer blob, and the root is pinned. ``--tar``: each file-granular layer
 becomes a tar+gzip layer whose uncompressed tar is the original, byte for byte.
 The config blob and its diff_ids stay as they are, and every platform of a
@@ -64,7 +64,7 @@ _OUR_ANNOTATIONS = (
 
 @dataclass(slots=True)
 class LayerSummary:
-    """What converting one layer did."""
+    """Summary of one converted layer."""
 
     original: Descriptor
     converted: Descriptor
@@ -76,7 +76,7 @@ class LayerSummary:
 
 @dataclass(slots=True)
 class ConvertSummary:
-    """What converting an image did; printed by the command line."""
+    """Summary of a converted image, which the command line prints."""
 
     source: str
     destination: str

@@ -3,7 +3,7 @@
 Both layer kinds come out the same way: a standard layer is decompressed, a
 file-granular layer is rebuilt from the block store. Either stream raises
 DataLossError when it reaches its end unless the bytes hash to the diff_id the
-image config lists, so whoever reads to the end (the tar reader does) never
+image config lists, so a reader that reads to the end (the tar reader does) never
 accepts a layer that is not the one the image names.
 """
 

@@ -93,7 +93,7 @@ def _text(value: bytes) -> str:
 
 
 def _text_field(name: str, value: bytes) -> dict:
-    """A bytes field as text, plus its base64 form when it is not UTF-8."""
+    """Return a bytes field as text, plus its base64 form when it is not UTF-8."""
     try:
         return {name: value.decode("utf-8")}
     except UnicodeDecodeError:

@@ -2,7 +2,7 @@
 
 Both layer kinds go through the same apply engine; each layer's tar is checked
 against the config's diff_id as it is read. A failure leaves the directory
-incomplete, and the error says so: the caller removes it.
+incomplete, and the error message tells the caller to remove it.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ _ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}
 
 @dataclass(slots=True)
 class UnpackSummary:
-    """What unpacking an image did."""
+    """Summary of an unpacked image: its layers' apply statistics and time."""
 
     image: str
     directory: Path
