@@ -147,13 +147,14 @@ def image_labels(
     image when that keeps the names apart, else all parts left do:
     ``oci:/images/debian-bookworm/oci:latest`` beside
     ``oci-archive:/images/debian-trixie/trixie.tar:latest`` gives
-    ``debian-bookworm`` and ``debian-trixie``. Labels that still collide get
+    ``debian-bookworm`` and ``debian-trixie``. When every reference is the
+    same, the references are the labels. Labels that still collide get
     `` #N``, N counting images from 1.
     """
     if labels is not None:
         return _given_labels(references, labels)
     parts = [_reference_parts(reference) for reference in references]
-    if len(parts) < 2 or not all(parts):
+    if len(set(references)) < 2 or not all(parts):
         return _numbered(list(references))
     shortest = min(len(item) for item in parts)
     prefix = _common_length(parts, shortest - 1)

@@ -125,7 +125,7 @@ def render_text(report: CompareReport) -> str:
 def _legend(report: CompareReport) -> str:
     layers = sum(len(image.layers) for image in report.images)
     summary = (
-        f"Compared {len(report.images)} images ({layers} layers) in"
+        f"Compared {len(report.images)} images ({_count(layers, 'layer')}) in"
         f" {report.seconds:.1f} s."
     )
     lines = [summary]
@@ -133,10 +133,14 @@ def _legend(report: CompareReport) -> str:
     width = max(len(image.label) for image in report.images)
     for key, image in zip(keys, report.images, strict=True):
         lines.append(
-            f"  {key:>2}  {image.label:<{width}}  {len(image.layers)} layers"
+            f"  {key:>2}  {image.label:<{width}}  {_count(len(image.layers), 'layer')}"
             f"  {image.reference}"
         )
     return "\n".join(lines)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _definitions() -> str:
