@@ -174,7 +174,7 @@ def _reference_parts(reference: str) -> list[str]:
 def _given_labels(references: Sequence[str], labels: Sequence[str]) -> tuple[str, ...]:
     if len(labels) != len(references):
         raise InvalidArgumentError(
-            f"invalid labels: {len(labels)} labels for {len(references)} images;"
+            f"invalid labels: {len(labels)} given for {len(references)} images;"
             " give one label per image, in order"
         )
     for label in labels:

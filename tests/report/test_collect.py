@@ -248,7 +248,7 @@ def test_labels_given_and_invalid(images):
 
     assert [image.label for image in given.images] == ["x", "y", "z"]
     assert given.top_shared == ()
-    with pytest.raises(InvalidArgumentError, match="2 labels for 3 images"):
+    with pytest.raises(InvalidArgumentError, match="2 given for 3 images"):
         compare_images(images.references, _no_store, labels=["x", "y"])
     with pytest.raises(InvalidArgumentError, match="must be unique"):
         compare_images(images.references, _no_store, labels=["x", "x", "z"])
