@@ -3,7 +3,8 @@
 # the tests need, when any is missing. Needs root; asks apt only when needed.
 set -euo pipefail
 
-packages=(debootstrap umoci libarchive13 zstd xz-utils libcap2-bin)
+# chromium renders the HTML report of `ipcs-fs compare` in the tests.
+packages=(debootstrap umoci libarchive13 zstd xz-utils libcap2-bin chromium)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'ok installed'; then
