@@ -113,16 +113,6 @@ def test_block_level_matches_store(report, images):
         assert bucket.amount == Amount(sum(union[cid] for cid in exact), len(exact))
 
 
-def test_block_level_counts_leaves_once(report):
-    leaves = [BIG[:262144], BIG[262144:]]
-    cids = [Cid.for_block(RAW, leaf) for leaf in leaves]
-    block = report.level("block")
-
-    # The two leaves of BIG and the node above them are in every image.
-    assert block.shared_by_all.size >= sum(len(leaf) for leaf in leaves)
-    assert cids[0] != cids[1]
-
-
 def test_top_lists(report):
     shared = [(file.size, file.images) for file in report.top_shared]
     unique = [(file.size, file.images) for file in report.top_unique]
