@@ -179,7 +179,7 @@ def _holdings_legend() -> list[str]:
     x = 330
     parts.append(_swatch(x, "#6b7785", "shared"))
     parts.append(_text(x + 20, 17, "shared with another image"))
-    x += 190
+    x += 220
     parts.append(_swatch(x, light_color("#6b7785"), "unique"))
     parts.append(_text(x + 20, 17, "only in this image"))
     return parts
@@ -190,7 +190,7 @@ def _storage_legend() -> list[str]:
     x = 330
     parts.append(_swatch(x, "#6b7785", "union"))
     parts.append(_text(x + 20, 17, "union: stored once"))
-    x += 190
+    x += 220
     parts.append(_swatch(x, light_color("#6b7785", 0.8), "saving"))
     parts.append(_text(x + 20, 17, "saving: sum over images minus union"))
     return parts
