@@ -71,7 +71,7 @@ class _Scale:
 
 def _tick_step(largest: float) -> float:
     """Return a tick step of 1, 2 or 5 times a power of ten: at most ten ticks."""
-    power = 10 ** math.floor(math.log10(largest))
+    power = 10.0 ** math.floor(math.log10(largest))
     for factor in (0.1, 0.2, 0.5, 1, 2, 5):
         if largest / (factor * power) <= 10:
             return factor * power

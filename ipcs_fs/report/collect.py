@@ -48,6 +48,7 @@ from .model import (
     top_files,
 )
 from .scan import (
+    ConvertedNodes,
     LayerScan,
     check_diff_id,
     convert_to_nodes,
@@ -289,7 +290,9 @@ class _Scanner:
         context = multiprocessing.get_context("forkserver")
         return ProcessPoolExecutor(min(self._jobs, count), mp_context=context)
 
-    def _submit(self, pool, layers: list[_Layer]) -> dict[Future, _Layer]:
+    def _submit(
+        self, pool: ProcessPoolExecutor | ExitStack, layers: list[_Layer]
+    ) -> dict[Future[ConvertedNodes], _Layer]:
         if not isinstance(pool, ProcessPoolExecutor):
             return {}
         # Largest first, so that the last layer to finish is a small one.
@@ -305,7 +308,7 @@ class _Scanner:
         }
 
     def _collect(
-        self, futures: dict[Future, _Layer]
+        self, futures: dict[Future[ConvertedNodes], _Layer]
     ) -> dict[Digest, tuple[LayerScan, bool]]:
         results = {}
         try:

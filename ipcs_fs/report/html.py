@@ -9,6 +9,7 @@ tables carry the same figures as the text report.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from html import escape
 
 from .chart import LEVEL_COLORS, holdings_chart, storage_chart
@@ -66,9 +67,9 @@ def render_html(report: CompareReport) -> str:
         "<h2>Bytes present in exactly these images</h2>",
         _level_table(bucket_rows(report)),
         "<h2>Largest shared files</h2>",
-        _top_table(report.top_shared, report, keys),
+        _top_table(report.top_shared, keys),
         "<h2>Largest unique files</h2>",
-        _top_table(report.top_unique, report, keys),
+        _top_table(report.top_unique, keys),
         "<h2>Levels</h2>",
         _definitions(),
     ]
@@ -121,7 +122,7 @@ def _level_table(rows: Iterable[tuple[str, tuple[str, ...]]]) -> str:
     return _table(header, body, numbers={1, 2, 3})
 
 
-def _top_table(files: Sequence[TopFile], report: CompareReport, keys) -> str:
+def _top_table(files: Sequence[TopFile], keys: Sequence[str]) -> str:
     if not files:
         return "<p>None.</p>"
     rows = [
@@ -168,8 +169,8 @@ def _table(
     header: Sequence[str],
     rows: Sequence[Sequence[str]],
     *,
-    numbers: set[int] = frozenset(),
-    paths: set[int] = frozenset(),
+    numbers: AbstractSet[int] = frozenset(),
+    paths: AbstractSet[int] = frozenset(),
 ) -> str:
     """Build a table from cells that are already HTML."""
 

@@ -19,8 +19,9 @@ Images are numbered by their position in the comparison, from 0.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..ids import Cid, Digest
 
@@ -45,6 +46,9 @@ LEVELS = ("layer", "file", "block")
 
 MAX_PATHS_PER_IMAGE = 5
 """Paths kept per image for each file of a top list; the count keeps the rest."""
+
+Key = TypeVar("Key", bound=Hashable)
+"""The key of an item: a diff_id at the layer level, a CID at the others."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,17 +110,15 @@ class LevelFigures:
         return self.saving / self.total.size
 
 
-def compute_level(
-    level: str, holdings: Sequence[Mapping[Hashable, int]]
-) -> LevelFigures:
+def compute_level(level: str, holdings: Sequence[Mapping[Key, int]]) -> LevelFigures:
     """Compute the figures of ``level`` from each image's holding.
 
     ``holdings[i]`` maps the key of every item image ``i`` holds to its size.
     A key must have the same size wherever it appears; the first size seen is
     used.
     """
-    sizes: dict[Hashable, int] = {}
-    masks: dict[Hashable, int] = {}
+    sizes: dict[Key, int] = {}
+    masks: dict[Key, int] = {}
     for index, holding in enumerate(holdings):
         bit = 1 << index
         for key, size in holding.items():
@@ -167,7 +169,7 @@ def _image_amount(index: int, buckets: Sequence[Bucket]) -> ImageAmount:
     return ImageAmount(held, unique)
 
 
-def _add(amounts) -> Amount:
+def _add(amounts: Iterable[Amount]) -> Amount:
     size = count = 0
     for amount in amounts:
         size += amount.size

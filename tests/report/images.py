@@ -101,7 +101,7 @@ LAYER_C = tar_of(
 class Images:
     """References of the three images and the tars of their layers."""
 
-    references: tuple[str, str, str]
+    references: tuple[str, ...]
     tars: tuple[tuple[bytes, ...], ...]
 
 
@@ -120,7 +120,7 @@ def build_images(root: Path) -> Images:
         write_image(root / name, list(layers))
         for name, layers in zip("abc", tars, strict=True)
     )
-    return Images(references, tars)  # type: ignore[arg-type]
+    return Images(references, tars)
 
 
 def block_sizes(tars: tuple[bytes, ...]) -> dict[Cid, int]:
