@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -35,12 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=__version__)
     _add_global_options(parser)
+    _add_kubo_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_convert(commands)
     _add_unpack(commands)
     _add_ls(commands)
     _add_serve(commands)
     _add_compare(commands)
+    _add_car(commands)
+    _add_rm(commands)
+    _add_gc(commands)
     return parser
 
 
@@ -59,6 +64,85 @@ def _add_global_options(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="log more: -v for progress steps, -vv for debugging",
     )
+
+
+def _add_kubo_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ipfs-api",
+        metavar="MULTIADDR",
+        help="use the kubo node whose RPC API listens here (for example"
+        " /ip4/127.0.0.1/tcp/5001) as the block store, with --store as a local"
+        " cache in front of it when given (default: $IPCS_FS_IPFS_API, else no"
+        " kubo)",
+    )
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="never ask kubo's peers: a block the node lacks fails at once",
+    )
+    parser.add_argument(
+        "--fetch-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="how long to wait for a block from kubo's peers before failing"
+        " (default: 60)",
+    )
+
+
+def _add_car(commands) -> None:
+    parser = commands.add_parser(
+        "car",
+        help="export or import layer DAGs as CARv1 files",
+        description="Move layer DAGs to and from CARv1 files, the format of"
+        " `ipfs dag export` and `ipfs dag import`.",
+    )
+    actions = parser.add_subparsers(dest="car_action", required=True, metavar="ACTION")
+    export = actions.add_parser(
+        "export",
+        help="write the DAG of a layer, or of every layer of an image, to FILE",
+        description="Write one root per layer and every block once, depth first,"
+        " to FILE. TARGET is a layer root CID or an image reference"
+        " (oci:DIR[:TAG], oci-archive:FILE[:TAG]) with file-granular layers.",
+    )
+    export.add_argument("target", metavar="IMAGE|CID")
+    export.add_argument("file", metavar="FILE", type=Path, help="CAR file to write")
+    export.add_argument("--json", action="store_true", help="print JSON on stdout")
+    export.set_defaults(run=_run_car_export)
+    load = actions.add_parser(
+        "import",
+        help="store the blocks of a CARv1 file and pin its roots",
+        description="Check every block of FILE against its CID, store it, and pin"
+        " each root once the whole DAG under it is in the store.",
+    )
+    load.add_argument("file", metavar="FILE", type=Path, help="CAR file to read")
+    load.add_argument("--json", action="store_true", help="print JSON on stdout")
+    load.set_defaults(run=_run_car_import)
+
+
+def _add_rm(commands) -> None:
+    parser = commands.add_parser(
+        "rm",
+        help="unpin the layer roots of images or CIDs",
+        description="Unpin each layer root of the images or root CIDs given;"
+        " `ipcs-fs gc` then deletes the blocks that no pin reaches. Pins are per"
+        " layer, so this also unpins layers that other images share.",
+    )
+    parser.add_argument("targets", metavar="IMAGE|CID", nargs="+")
+    parser.set_defaults(run=_run_rm)
+
+
+def _add_gc(commands) -> None:
+    parser = commands.add_parser(
+        "gc",
+        help="delete the blocks that no pinned layer root reaches",
+        description="Delete from the embedded store every block that no pinned"
+        " layer root reaches. With --ipfs-api, also run kubo's garbage"
+        " collection, which deletes every unpinned block of that node, whoever"
+        " stored it. Run it while no conversion runs: a conversion pins its"
+        " layer only once all its blocks are written.",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON on stdout")
+    parser.set_defaults(run=_run_gc)
 
 
 def _add_convert(commands) -> None:
@@ -220,9 +304,26 @@ def _add_compare(commands) -> None:
 
 
 def _open_store(args):
+    """Open the embedded store, kubo (``--ipfs-api``), or both as a tiered
+    store when ``--store`` and ``--ipfs-api`` are both given."""
     from .store import EmbeddedStore, default_store_path
 
-    return EmbeddedStore(args.store or default_store_path())
+    api = args.ipfs_api or os.environ.get("IPCS_FS_IPFS_API")
+    if not api:
+        return EmbeddedStore(args.store or default_store_path())
+
+    from .store.kubo import DEFAULT_FETCH_TIMEOUT, KuboStore
+    from .store.tiered import TieredStore
+
+    timeout = args.fetch_timeout or DEFAULT_FETCH_TIMEOUT
+    kubo = KuboStore(api, offline=args.offline, fetch_timeout=timeout)
+    if args.store is None:
+        return kubo
+    try:
+        return TieredStore(EmbeddedStore(args.store), kubo)
+    except BaseException:
+        kubo.close()
+        raise
 
 
 def _run_convert(args) -> int:
@@ -314,6 +415,52 @@ def _run_compare(args) -> int:
     else:
         sys.stdout.write(render_text(report))
     return 0
+
+
+def _run_car_export(args) -> int:
+    from .operations.car import export_car
+
+    with _open_store(args) as store:
+        summary = export_car(
+            args.target, args.file, store, progress=_progress_printer()
+        )
+    _print_summary(summary, args.json)
+    return 0
+
+
+def _run_car_import(args) -> int:
+    from .operations.car import import_car
+
+    with _open_store(args) as store:
+        summary = import_car(args.file, store, progress=_progress_printer())
+    _print_summary(summary, args.json)
+    return 0
+
+
+def _run_rm(args) -> int:
+    from .operations.gc import remove_layers
+
+    with _open_store(args) as store:
+        summary = remove_layers(args.targets, store)
+    print(summary.to_text())
+    return 0
+
+
+def _run_gc(args) -> int:
+    from .operations.gc import collect_garbage
+
+    with _open_store(args) as store:
+        summary = collect_garbage(store)
+    _print_summary(summary, args.json)
+    return 0
+
+
+def _print_summary(summary, as_json: bool) -> None:
+    if as_json:
+        json.dump(summary.to_json(), sys.stdout, indent=2)
+        print()
+    else:
+        print(summary.to_text())
 
 
 def _progress_printer():
