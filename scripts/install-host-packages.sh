@@ -5,8 +5,8 @@ set -euo pipefail
 
 # chromium renders the HTML report of `ipcs-fs compare` in the tests. skopeo
 # reads and copies the layouts and archives that ipcs-fs writes, in
-# tests/oci/test_integration.py,
-# and strace traces the kubo daemons of the loopback test.
+# tests/oci/test_integration.py, and strace traces the kubo daemons of the
+# loopback test.
 packages=(debootstrap umoci skopeo strace libarchive13 zstd xz-utils libcap2-bin
     chromium)
 missing=()
