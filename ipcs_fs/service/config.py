@@ -11,6 +11,7 @@ Every key is optional; a flag given on the command line overrides the file.
     namespace = "default"       # when a call carries no containerd-namespace
     max_layer_bytes = 1099511627776             # file data one layer may write
     workers = 8                 # calls served at once
+    stop_timeout = 10.0         # seconds calls in flight get after SIGTERM
     log_level = "info"          # debug, info, warning, error
 
 Terms: the *content directory* is where containerd's local content store keeps
@@ -59,6 +60,7 @@ class ServeConfig:
     namespace: str = "default"
     max_layer_bytes: int | None = DEFAULT_MAX_BYTES
     workers: int = _DEFAULT_WORKERS
+    stop_timeout: float = 10.0
     log_level: str = "info"
 
     @property
@@ -80,6 +82,7 @@ _CONVERTERS = {
     "namespace": str,
     "max_layer_bytes": int,
     "workers": int,
+    "stop_timeout": float,
     "log_level": str,
 }
 
@@ -139,7 +142,11 @@ def _convert(key: str, value: Any, source: str) -> Any:
         raise InvalidArgumentError(
             f"invalid config {source}: unknown key {key!r}; known keys: {known}"
         )
-    expected = (str, Path) if converter is Path else (converter,)
+    expected: tuple[type, ...] = (converter,)
+    if converter is Path:
+        expected = (str, Path)
+    elif converter is float:
+        expected = (float, int)
     if not isinstance(value, expected) or isinstance(value, bool):
         raise InvalidArgumentError(
             f"invalid config {source}: {key} must be a {expected[0].__name__},"
@@ -157,6 +164,11 @@ def _validate(config: ServeConfig, source: str) -> None:
     if config.workers < 1:
         raise InvalidArgumentError(
             f"invalid config {source}: workers must be at least 1, got {config.workers}"
+        )
+    if config.stop_timeout < 0:
+        raise InvalidArgumentError(
+            f"invalid config {source}: stop_timeout must not be negative,"
+            f" got {config.stop_timeout}"
         )
     if config.max_layer_bytes is not None and config.max_layer_bytes < 0:
         raise InvalidArgumentError(

@@ -7,7 +7,7 @@
 2. serve calls in a pool of ``workers`` threads, since containerd unpacks
    several images at once;
 3. on SIGTERM or SIGINT: stop accepting calls, give the calls in flight
-   :data:`STOP_GRACE_SECONDS` to finish, then cancel them (each stops at its
+   ``stop_timeout`` seconds to finish, then cancel them (each stops at its
    next read), clean the mounts, remove the socket and close the store. A
    second signal cancels the calls in flight at once.
 
@@ -41,12 +41,10 @@ from .mounts import clean_mount_dir
 from .protos import diff_grpc
 from .servicer import DiffServicer
 
-__all__ = ["STOP_GRACE_SECONDS", "Plugin", "configure_logging", "mount_dir_of", "serve"]
+__all__ = ["Plugin", "configure_logging", "mount_dir_of", "serve"]
 
 log = logging.getLogger(__name__)
 
-STOP_GRACE_SECONDS = 10.0
-"""Time the calls in flight get to finish after SIGTERM or SIGINT."""
 _MAX_MESSAGE_BYTES = 16 << 20
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -101,7 +99,7 @@ class Plugin:
         try:
             self._start()
         except BaseException:
-            self.stop(grace=None)
+            self.stop(grace=0)
             raise
 
     def _start(self) -> None:
@@ -165,12 +163,15 @@ class Plugin:
                 f"failed to listen on unix://{self.socket}: gRPC could not bind it"
             )
 
-    def stop(self, grace: float | None = STOP_GRACE_SECONDS) -> None:
+    def stop(self, grace: float | None = None) -> None:
         """Stop serving and release everything; safe to call twice.
 
-        Calls in flight get ``grace`` seconds (None: none) and are cancelled
-        after that; the method returns once their threads have ended.
+        Calls in flight get ``grace`` seconds (default: ``stop_timeout``) and
+        are cancelled after that; the method returns once their threads have
+        ended.
         """
+        if grace is None:
+            grace = self.config.stop_timeout
         if self._server is not None:
             self._server.stop(grace).wait()
             self._server = None

@@ -105,6 +105,12 @@ class DiffServicer(diff_grpc.DiffServicer):  # type: ignore[misc]
         """Apply the layer ``request.diff`` onto ``request.mounts``."""
         started = time.monotonic()
         digest = request.diff.digest
+        log.info(
+            "applying layer %s (%s) to %d mounts",
+            digest,
+            request.diff.media_type,
+            len(request.mounts),
+        )
         try:
             layer = descriptor_from_proto(request.diff)
             result = self._applier.apply(
