@@ -5,7 +5,12 @@ For each layer, this runs back to back:
 - the floor, ``gzip -dc LAYER | sha256sum``: a conversion must at least
   decompress the layer and hash it once;
 - ``convert``: a child Python process that converts the layer into a fresh
-  embedded block store, reporting wall time, CPU time and peak RSS.
+  embedded block store, reporting wall time, CPU time and peak RSS;
+- what a user would run instead to put a layer's files into IPFS:
+  ``tar -x`` of the layer, then kubo's ``ipfs add -r --cid-version=1
+  --offline`` of the tree (less its devices and fifos, which ``ipfs add``
+  rejects) into a fresh repository (skipped when the kubo built
+  by ``scripts/install-kubo.sh`` is missing; it never starts a daemon).
 
 Layers: the base layer of the real ``debian-bookworm`` image (built by
 ``fixtures.debian_images``), and a synthetic layer of about 1 GiB of this
@@ -23,7 +28,6 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -79,6 +83,57 @@ def _floor(layer: Path) -> float:
     return time.monotonic() - started
 
 
+def _ipfs_binary() -> Path | None:
+    binary = cache_root() / "bin" / "ipfs"
+    return binary if binary.exists() else None
+
+
+def _tar_and_ipfs_add(layer: Path, ipfs: Path) -> float:
+    """Time ``tar -x`` plus ``ipfs add -r`` of the extracted tree, offline."""
+    with tempfile.TemporaryDirectory(prefix="ipcs-fs-bench-") as scratch:
+        tree = Path(scratch) / "tree"
+        tree.mkdir()
+        env = {
+            **os.environ,
+            "IPFS_PATH": str(Path(scratch) / "repo"),
+            "IPFS_TELEMETRY": "off",
+        }
+        subprocess.run(
+            [ipfs, "init", "--profile=test", "-e"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        started = time.monotonic()
+        subprocess.run(["tar", "-xzf", layer, "-C", tree], check=True)
+        # ipfs add takes files, directories and symlinks only.
+        subprocess.run(
+            [
+                "find",
+                tree,
+                "(",
+                "-type",
+                "c",
+                "-o",
+                "-type",
+                "b",
+                "-o",
+                "-type",
+                "p",
+                ")",
+                "-delete",
+            ],
+            check=True,
+        )
+        subprocess.run(
+            [ipfs, "add", "-r", "-Q", "--cid-version=1", "--offline", tree],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        return time.monotonic() - started
+
+
 def _convert(layer: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="ipcs-fs-bench-") as scratch:
         result = subprocess.run(
@@ -100,13 +155,17 @@ def _convert(layer: Path) -> dict:
 def _child(layer: Path, store_path: Path) -> None:
     from ipcs_fs.layer.convert import convert_layer
     from ipcs_fs.oci.compression import open_uncompressed
+    from ipcs_fs.readahead import ReadAhead
     from ipcs_fs.store import EmbeddedStore
 
     started = time.monotonic()
     cpu_started = time.process_time()
-    with EmbeddedStore(store_path) as store, open(layer, "rb") as blob:
-        with open_uncompressed(blob) as tar, store.batch() as batch:
-            result = convert_layer(tar, batch.put, source=layer.name)
+    with (
+        EmbeddedStore(store_path) as store,
+        ReadAhead(open_uncompressed(open(layer, "rb"))) as tar,
+        store.batch(background=True) as batch,
+    ):
+        result = convert_layer(tar, batch.put, source=layer.name)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     json.dump(
         {
@@ -118,6 +177,38 @@ def _child(layer: Path, store_path: Path) -> None:
         },
         sys.stdout,
     )
+
+
+def _measure(layer: Path, run: int, ipfs: Path | None) -> dict:
+    floor = _floor(layer)
+    converted = _convert(layer)
+    row = {
+        "layer": str(layer),
+        "run": run,
+        "floor_seconds": floor,
+        **converted,
+        "ratio": converted["wall_seconds"] / floor,
+    }
+    if ipfs is not None:
+        seconds = _tar_and_ipfs_add(layer, ipfs)
+        row["tar_ipfs_add_seconds"] = seconds
+        row["speedup_over_tar_ipfs_add"] = seconds / converted["wall_seconds"]
+    return row
+
+
+def _print_row(layer: Path, row: dict) -> None:
+    print(
+        f"{layer.name[:24]:24} run {row['run']}:"
+        f" tar {row['tar_bytes'] / 2**20:5.0f} MiB"
+        f"  floor {row['floor_seconds']:6.2f}s"
+        f"  convert {row['wall_seconds']:6.2f}s (cpu {row['cpu_seconds']:6.2f}s)"
+        f"  ratio {row['ratio']:4.2f}  peak {row['peak_rss_mib']:4.0f} MiB"
+    )
+    if "tar_ipfs_add_seconds" in row:
+        print(
+            f"{'':24} tar -x + ipfs add -r: {row['tar_ipfs_add_seconds']:6.2f}s,"
+            f" {row['speedup_over_tar_ipfs_add']:.1f} times the conversion"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,26 +224,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     layers = args.layer or [_base_layer(), _synthetic_layer()]
+    ipfs = _ipfs_binary()
     rows = []
     for layer in layers:
         for run in range(args.repeat):
-            floor = _floor(layer)
-            converted = _convert(layer)
-            rows.append(
-                {
-                    "layer": str(layer),
-                    "run": run,
-                    "floor_seconds": floor,
-                    **converted,
-                    "ratio": converted["wall_seconds"] / floor,
-                }
-            )
-            print(
-                f"{layer.name[:24]:24} run {run}: tar {converted['tar_bytes'] / 2**20:7.0f} MiB"
-                f"  floor {floor:6.2f}s  convert {converted['wall_seconds']:6.2f}s"
-                f" (cpu {converted['cpu_seconds']:6.2f}s)  ratio {rows[-1]['ratio']:4.2f}"
-                f"  peak {converted['peak_rss_mib']:5.0f} MiB"
-            )
+            rows.append(_measure(layer, run, ipfs))
+            _print_row(layer, rows[-1])
     path = write_results("convert", {"machine": machine_description(), "rows": rows})
     print(f"results: {path}")
     return 0

@@ -32,6 +32,7 @@ from ..oci.mediatypes import (
 )
 from ..oci.transport import open_sink, open_source
 from ..progress import NoProgress, Progress
+from ..readahead import ReadAhead
 from ..store import BlockStore
 from .layers import diff_ids_of, load_root_block
 
@@ -217,9 +218,11 @@ class _Converter:
 
     def _to_file_granular(self, source, sink, layer, diff_id):
         blob = _ProgressReader(source.open_blob(layer), self._progress)
+        # Decompression and store writes each run in a thread of their own
+        # (zlib, zstd and sqlite3 release the GIL), beside parsing and hashing.
         with (
-            open_uncompressed(blob, layer.media_type) as tar,
-            self._store.batch() as batch,
+            ReadAhead(open_uncompressed(blob, layer.media_type)) as tar,
+            self._store.batch(background=True) as batch,
         ):
             result = convert_layer(
                 tar, batch.put, source=str(layer.digest), expected_diff_id=diff_id

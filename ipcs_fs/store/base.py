@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -116,13 +117,18 @@ class BlockStore(ABC):
         *,
         max_blocks: int = DEFAULT_BATCH_BLOCKS,
         max_bytes: int = DEFAULT_BATCH_BYTES,
+        background: bool = False,
     ) -> WriteBatch:
         """Return a write batch that commits every ``max_blocks`` blocks or
         ``max_bytes`` bytes, whichever comes first, and at the end of its
-        ``with`` block. See :class:`WriteBatch`.
+        ``with`` block. With ``background``, groups commit in a writer thread
+        while the caller goes on. See :class:`WriteBatch`.
         """
         return WriteBatch(
-            self._write_blocks, max_blocks=max_blocks, max_bytes=max_bytes
+            self._write_blocks,
+            max_blocks=max_blocks,
+            max_bytes=max_bytes,
+            background=background,
         )
 
     def _write_blocks(self, blocks: list[tuple[Cid, bytes]]) -> None:
@@ -200,11 +206,22 @@ class WriteBatch:
     Buffering, instead of holding a transaction open between puts, keeps the
     store's write lock free while the caller computes its next blocks.
 
+    With ``background``, a group that reaches a limit is committed by a writer
+    thread while the caller fills the next one; at most one group is in flight,
+    so memory holds two groups at most. An error of the writer is raised by the
+    next put, flush or the end of the ``with`` block. :meth:`flush` and the end
+    of the block wait until everything is committed.
+
     A batch is not thread-safe: use one per thread.
     """
 
     def __init__(
-        self, write: WriteFunction, *, max_blocks: int, max_bytes: int
+        self,
+        write: WriteFunction,
+        *,
+        max_blocks: int,
+        max_bytes: int,
+        background: bool = False,
     ) -> None:
         if max_blocks < 1 or max_bytes < 1:
             raise InvalidArgumentError(
@@ -217,6 +234,13 @@ class WriteBatch:
         self._pending: list[tuple[Cid, bytes]] = []
         self._pending_bytes = 0
         self._closed = False
+        self._writer = (
+            ThreadPoolExecutor(1, thread_name_prefix="ipcs-fs-store-writer")
+            if background
+            else None
+        )
+        self._in_flight: Future[None] | None = None
+        self._in_flight_count = 0
         self.committed = 0
         """How many blocks this batch has committed, counting ones already present."""
 
@@ -235,19 +259,33 @@ class WriteBatch:
 
         full = len(self._pending) >= self._max_blocks
         if full or self._pending_bytes >= self._max_bytes:
-            self.flush()
+            self._commit_pending(wait=False)
 
     def flush(self) -> None:
-        """Commit the buffered blocks now."""
-        if not self._pending:
-            return
-        self._write(self._pending)
-        self.committed += len(self._pending)
-        log.debug(
-            "committed %d blocks, %d bytes", len(self._pending), self._pending_bytes
-        )
-        self._pending = []
+        """Commit the buffered blocks now, and wait for any group in flight."""
+        self._commit_pending(wait=True)
+
+    def _commit_pending(self, *, wait: bool) -> None:
+        group, self._pending = self._pending, []
         self._pending_bytes = 0
+        if self._writer is None:
+            if group:
+                self._write(group)
+                self.committed += len(group)
+            return
+        self._wait_in_flight()
+        if group:
+            self._in_flight = self._writer.submit(self._write, group)
+            self._in_flight_count = len(group)
+        if wait:
+            self._wait_in_flight()
+
+    def _wait_in_flight(self) -> None:
+        if self._in_flight is None:
+            return
+        future, self._in_flight = self._in_flight, None
+        future.result()
+        self.committed += self._in_flight_count
 
     @property
     def pending(self) -> int:
@@ -272,3 +310,17 @@ class WriteBatch:
             self._pending = []
             self._pending_bytes = 0
             self._closed = True
+            self._stop_writer(failed=exc_type is not None)
+
+    def _stop_writer(self, *, failed: bool) -> None:
+        """Wait for the writer thread; after a failure its error is secondary."""
+        if self._writer is None:
+            return
+        try:
+            self._wait_in_flight()
+        except Exception:
+            if not failed:
+                raise
+            log.warning("a block group failed to commit after an earlier error")
+        finally:
+            self._writer.shutdown(wait=True)

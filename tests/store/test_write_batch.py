@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ipcs_fs.errors import FailedPreconditionError, InvalidArgumentError
+from ipcs_fs.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    ResourceExhaustedError,
+)
 from ipcs_fs.ids import RAW, Cid
 from ipcs_fs.store import WriteBatch
 
@@ -111,3 +115,26 @@ def test_put_after_exit_rejected() -> None:
 def test_invalid_limits(max_blocks: int, max_bytes: int) -> None:
     with pytest.raises(InvalidArgumentError, match="invalid write batch limits"):
         WriteBatch(Recorder(), max_blocks=max_blocks, max_bytes=max_bytes)
+
+
+def test_background_batch_commits_every_group() -> None:
+    from ipcs_fs.store import MemoryStore
+
+    store = MemoryStore()
+    blocks = [Cid.for_block(RAW, bytes([i])) for i in range(10)]
+    with store.batch(max_blocks=3, background=True) as batch:
+        for index, cid in enumerate(blocks):
+            batch.put(cid, bytes([index]))
+    assert batch.committed == 10
+    assert all(store.has(cid) for cid in blocks)
+
+
+def test_background_batch_raises_writer_error() -> None:
+    def failing(group):
+        raise ResourceExhaustedError("failed to commit blocks: disk full")
+
+    batch = WriteBatch(failing, max_blocks=2, max_bytes=1 << 20, background=True)
+    with pytest.raises(ResourceExhaustedError, match="disk full"):
+        with batch:
+            for index in range(6):
+                batch.put(Cid.for_block(RAW, bytes([index])), bytes([index]))
