@@ -96,7 +96,10 @@ def compare_images(
     picks the manifest of multi-platform images. ``top`` bounds the lists of
     largest files. ``jobs`` bounds the worker processes that convert
     standard layers (default: the CPUs available); ``store_converted``
-    converts in this process, one layer at a time.
+    converts in this process, one layer at a time. Workers start through
+    multiprocessing's forkserver, which imports the caller's main module, so
+    a script that calls this with several jobs needs the usual
+    ``if __name__ == "__main__":`` guard.
 
     Raises the error of the first image or layer that fails: NotFoundError
     for a missing image or block, DataLossError for a layer that does not
