@@ -91,20 +91,21 @@ def test_temporary_mount_read_only_bind(tmp_path: Path) -> None:
 def test_temporary_mount_failure_leaves_nothing(tmp_path: Path) -> None:
     mount_dir = tmp_path / "mounts"
 
-    with pytest.raises(FailedPreconditionError) as caught:
-        with temporary_mount(
+    with (
+        pytest.raises(FailedPreconditionError) as caught,
+        temporary_mount(
             [Mount("bind", str(tmp_path / "absent"), ("rbind",))], mount_dir
-        ):
-            pass
+        ),
+    ):
+        pass
 
     assert "failed to mount bind" in str(caught.value)
     assert list(mount_dir.iterdir()) == []
 
 
 def test_temporary_mount_rejects_empty_list(tmp_path: Path) -> None:
-    with pytest.raises(InvalidArgumentError):
-        with temporary_mount([], tmp_path):
-            pass
+    with pytest.raises(InvalidArgumentError), temporary_mount([], tmp_path):
+        pass
 
 
 @root_only

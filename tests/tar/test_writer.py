@@ -80,7 +80,8 @@ def test_pax_record_length_counts_itself() -> None:
 def test_values_past_ustar_become_records(fields: dict, records: dict) -> None:
     data = _archive((_entry(b"f", **fields), b""))
 
-    member = tarfile.open(fileobj=io.BytesIO(data)).getmembers()[0]
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        member = archive.getmembers()[0]
 
     for key, value in records.items():
         assert member.pax_headers[key] == value
