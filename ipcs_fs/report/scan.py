@@ -57,9 +57,10 @@ class FileEntry:
 class LayerScan:
     """What one layer holds.
 
-    ``files`` lists the regular files of the tree in walk order; a path that
-    the tar names twice appears once, with the later content, as in the tree.
-    ``blocks`` maps every block reachable from the layer root to its size.
+    ``files`` lists the regular files of the tree in walk order. A path that
+    the tar names twice appears once, with the later content, because the
+    tree keeps only that entry. ``blocks`` maps every block reachable from
+    the layer root to its size.
     """
 
     root: LayerRoot
@@ -96,6 +97,8 @@ def reachable_blocks(get: Get, root_cid: Cid) -> dict[Cid, int]:
     dag-pb nodes are read with ``get``; raw blocks are never read, and their
     size is the ``Tsize`` of the first link found to them.
     """
+    # NOTE: a raw block's Tsize is trusted, not checked against the block, so
+    # a DAG from an untrusted source can misstate raw sizes in the report.
     sizes: dict[Cid, int] = {}
     pending = [root_cid]
     seen = {root_cid}
