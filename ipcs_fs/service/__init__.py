@@ -5,8 +5,8 @@ containerd loads the plugin as a proxy plugin of type ``diff`` and calls its
 
 - Apply (the *Applier*): write one layer into the mounts of a snapshot.
   File-granular layers and standard tar layers (plain, gzip, zstd) go through
-  the shared apply engine; other media types get UNIMPLEMENTED, the one status
-  that makes containerd try its next differ.
+  the shared apply engine. Other media types get UNIMPLEMENTED, because that
+  is the one status that makes containerd try its next differ.
 - Diff (the *Comparer*): record the changes from a lower to an upper snapshot
   as a file-granular layer, store its blocks, and write its root block into
   containerd's content store.

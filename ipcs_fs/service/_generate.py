@@ -131,7 +131,7 @@ def _generate(sources: list[Path], output: Path, stamp: str) -> None:
 
 
 def _run_protoc(sources: list[Path], staging: Path) -> None:
-    from grpc_tools import protoc
+    from grpc_tools import protoc  # type: ignore[import-untyped]
 
     include = Path(protoc.__file__).parent / "_proto"
     root = proto_dir()

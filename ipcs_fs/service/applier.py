@@ -77,7 +77,7 @@ STANDARD_LAYER_TYPES = frozenset(
 
 
 class WritePath:
-    """How a layer reached the snapshot's files (reported in logs and tests)."""
+    """The way a layer reached the snapshot's files, as logs and tests report it."""
 
     OVERLAY_UPPER = "overlay-upper"
     BIND_SOURCE = "bind-source"
@@ -106,8 +106,8 @@ class _LayerTar(Protocol):
 class Applier:
     """Apply layers to containerd's mounts; safe to call from several threads.
 
-    ``store`` holds the blocks of file-granular layers; ``content`` is
-    containerd's content directory; ``mount_dir`` receives temporary mounts;
+    ``store`` contains the blocks of file-granular layers, and ``content`` is
+    containerd's content directory. Temporary mounts go under ``mount_dir``.
     ``max_layer_bytes`` bounds the file data one layer may write (None: no
     bound).
     """

@@ -3,9 +3,9 @@
 containerd's local content store keeps each committed blob in one file named
 after its sha256: ``CONTAINERD_ROOT/io.containerd.content.v1.content/blobs/
 sha256/HEX``. The plugin reads layer blobs there instead of through the
-content service, because the service needs the caller's namespace, which
-containerd 1.7 does not always forward to a proxy plugin, and because a file
-read is faster than a gRPC stream.
+content service. The service needs the caller's namespace, which containerd
+1.7 does not always forward to a proxy plugin, and a file read is faster than
+a gRPC stream.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ class ContentDirectory:
         self.path = path
 
     def path_of(self, digest: Digest) -> Path:
-        """Return the file that holds the blob ``digest``."""
+        """Return the file that contains the blob ``digest``."""
         return self.path / digest.hex
 
     def open(self, digest: Digest) -> BinaryIO:

@@ -9,7 +9,7 @@ Two ways to find them:
 
 - :func:`walk_changes` compares a lower and an upper tree path by path, as
   containerd's double-walking differ does. A regular file counts as modified
-  when its type, mode, owner, size, mtime or xattrs differ; when all of these
+  when its type, mode, owner, size, mtime or xattrs differ. When all of these
   match and the mtime has no fraction of a second (the file system or a tar
   dropped it), the contents are compared too.
 - :func:`overlay_upper_changes` reads an overlayfs upper directory alone:
@@ -51,7 +51,7 @@ _COMPARE_SIZE = 1 << 20
 
 
 class ChangeKind(enum.Enum):
-    """What a layer records for one path."""
+    """The record a layer keeps for one path."""
 
     ENTRY = "entry"
     """The upper tree's entry, added or modified."""

@@ -1,10 +1,10 @@
 """The Comparer: record the changes between two snapshots as a file-granular layer.
 
 :meth:`Comparer.compare` finds the changes from the lower mounts to the upper
-mounts (:mod:`ipcs_fs.service.changes`), streams them as a tar
-(:mod:`ipcs_fs.service.difftar`) into the layer converter, stores the blocks in
-the block store (the root pinned), writes the root block as a blob into
-containerd's content store, and returns the layer's descriptor.
+mounts (:mod:`ipcs_fs.service.changes`) and streams them as a tar
+(:mod:`ipcs_fs.service.difftar`) into the layer converter. The blocks go to
+the block store, with the root pinned, and the root block is written as a
+blob into containerd's content store. It returns the layer's descriptor.
 
 Only the file-granular media type is produced. For standard tar media types
 it raises UnimplementedError, so containerd's walking differ writes them: a

@@ -19,8 +19,9 @@ import secrets
 import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-import grpc
+import grpc  # type: ignore[import-untyped]
 
 from ..errors import (
     AlreadyExistsError,
@@ -70,12 +71,12 @@ def channel_target(address: str) -> str:
     return address if "://" in address else f"unix://{address}"
 
 
-def error_from_grpc(error: grpc.RpcError, what: str) -> IpcsError:
+def error_from_grpc(error: grpc.RpcError, action: str) -> IpcsError:
     """Translate a failed call to containerd into the project's error kinds."""
     code = error.code() if isinstance(error, grpc.Call) else grpc.StatusCode.UNKNOWN
     details = error.details() if isinstance(error, grpc.Call) else str(error)
     kind = _ERRORS.get(code, FailedPreconditionError)
-    return kind(f"failed to {what}: containerd returned {code.name}: {details}")
+    return kind(f"failed to {action}: containerd returned {code.name}: {details}")
 
 
 class ContentWriter:
@@ -109,7 +110,7 @@ class ContentWriter:
         """Store ``data`` as blob ``digest`` in ``namespace`` with ``labels``.
 
         ``ref`` names the upload in the content store (a new one when empty).
-        A blob that the namespace holds already is left as it is. Raises
+        A blob that the namespace contains already is left as it is. Raises
         UnavailableError when containerd cannot be reached and the kind that
         matches containerd's status code otherwise.
         """
@@ -176,11 +177,9 @@ class ContentWriter:
             raise error_from_grpc(error, f"write blob {digest}") from error
 
 
-def _check_commit(
-    responses: Iterator[content_pb2.WriteContentResponse], digest: Digest
-) -> None:
-    # The server answers the COMMIT, then sends its last message once more as
-    # it closes the stream; read to the end so that the call completes.
+def _check_commit(responses: Iterator[Any], digest: Digest) -> None:
+    # The server replies to the COMMIT, then sends its last message once more
+    # as it closes the stream. Reading to the end lets the call complete.
     committed = [response.digest for response in responses]
     if str(digest) not in committed:
         raise DataLossError(

@@ -6,12 +6,12 @@ upper tree's files through the layer converter without holding them.
 
 What each change becomes, following containerd's diff writer:
 
-- an entry of the upper tree: its header (PAX where needed) with type, mode,
-  uid, gid, mtime in nanoseconds (containerd truncates to seconds; the exact
-  time is kept here), link target, device numbers and every xattr except
-  overlayfs's own (containerd keeps only ``security.capability``), then its
-  data. No user or group names, as containerd writes none. A second name of
-  an inode already written becomes a hard link to the first.
+- an entry of the upper tree: its header (PAX where needed), then its data.
+  The header records type, mode, uid, gid, mtime in nanoseconds, link
+  target, device numbers and every xattr except overlayfs's own. containerd
+  truncates times to seconds and keeps only ``security.capability``, so this
+  records more. No user or group names, as containerd writes none. A second
+  name of an inode already written becomes a hard link to the first.
 - a deletion: an empty regular file ``.wh.NAME`` in the same directory;
 - an opaque directory: an empty regular file ``.wh..wh..opq`` inside it.
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 
 from ..errors import FailedPreconditionError
 from ..tar.entry import EntryKind, TarEntry
@@ -60,7 +60,6 @@ class ChangeTar:
     ) -> None:
         self._pieces = _tar_pieces(changes, source_date_epoch_ns)
         self._current = memoryview(b"")
-        self.entries = 0
 
     def read(self, size: int = -1) -> bytes:
         """Return up to ``size`` bytes (all that is left when negative)."""
@@ -96,7 +95,9 @@ class ChangeTar:
         return True
 
 
-def _tar_pieces(changes: Iterable[Change], epoch_ns: int | None) -> Iterator[bytes]:
+def _tar_pieces(
+    changes: Iterable[Change], epoch_ns: int | None
+) -> Generator[bytes, None, None]:
     links: dict[tuple[int, int], bytes] = {}
     for change in changes:
         if change.kind is ChangeKind.DELETE:

@@ -2,8 +2,9 @@
 
 :func:`serve` is what ``ipcs-fs serve`` runs. Its life:
 
-1. start: remove a stale socket (one that nobody accepts on), clean the
-   temporary mounts a killed plugin left, open the block store, listen;
+1. start: remove a stale socket (one where no process accepts connections),
+   clean the temporary mounts a killed plugin left, open the block store,
+   listen;
 2. serve calls in a pool of ``workers`` threads, since containerd unpacks
    several images at once;
 3. on SIGTERM or SIGINT: stop accepting calls, give the calls in flight
@@ -28,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import FrameType
 
-import grpc
+import grpc  # type: ignore[import-untyped]
 
 from ..errors import AlreadyExistsError, FailedPreconditionError
 from ..store import EmbeddedStore
@@ -109,6 +110,7 @@ class Plugin:
         removed = clean_mount_dir(self.mount_dir)
         if removed:
             log.warning("removed %d temporary mounts left by an earlier run", removed)
+
         self._store = EmbeddedStore(self.config.store)
         self._writer = ContentWriter(self.config.containerd_address)
         self.servicer = self._make_servicer(self._store, self._writer)
@@ -123,6 +125,7 @@ class Plugin:
             ],
         )
         diff_grpc.add_DiffServicer_to_server(self.servicer, self._server)
+
         self._listen()
         self._server.start()
         log.info(

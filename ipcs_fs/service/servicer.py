@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from typing import Any, NoReturn
 
-import grpc
+import grpc  # type: ignore[import-untyped]
 
 from ..errors import (
     AlreadyExistsError,
@@ -87,7 +87,10 @@ class CallCounters:
             return dict(self._counts)
 
 
-class DiffServicer(diff_grpc.DiffServicer):  # type: ignore[misc]
+_GeneratedServicer: Any = diff_grpc.DiffServicer
+
+
+class DiffServicer(_GeneratedServicer):
     """Serve Apply and Diff; calls run in the server's thread pool.
 
     ``namespace`` is used for Diff when a call carries no
@@ -151,8 +154,8 @@ class DiffServicer(diff_grpc.DiffServicer):  # type: ignore[misc]
                 active=context.is_active,
             )
         except Exception as error:  # noqa: BLE001 (every error gets a status)
-            what = f"compute diff {request.ref or '(no ref)'} as {request.media_type}"
-            self._fail(context, "Diff", what, error, started)
+            action = f"compute diff {request.ref or '(no ref)'} as {request.media_type}"
+            self._fail(context, "Diff", action, error, started)
         self.counters.add("Diff", "ok")
         log.info(
             "wrote diff %s as layer %s in namespace %s in %.2fs: %d changes"
@@ -171,7 +174,7 @@ class DiffServicer(diff_grpc.DiffServicer):  # type: ignore[misc]
         self,
         context: grpc.ServicerContext,
         method: str,
-        what: str,
+        action: str,
         error: Exception,
         started: float,
     ) -> NoReturn:
@@ -179,11 +182,11 @@ class DiffServicer(diff_grpc.DiffServicer):  # type: ignore[misc]
         self.counters.add(method, code.name)
         seconds = time.monotonic() - started
         if code is grpc.StatusCode.UNIMPLEMENTED:
-            log.info("declined to %s after %.2fs: %s", what, seconds, message)
+            log.info("declined to %s after %.2fs: %s", action, seconds, message)
         else:
             log.error(
                 "failed to %s after %.2fs: %s: %s",
-                what,
+                action,
                 seconds,
                 code.name,
                 message,

@@ -41,7 +41,7 @@ class CancellableStream:
     ) -> None:
         self._stream = stream
         self._active = active
-        self._what = what
+        self._action = what
 
     def read(self, size: int = -1) -> bytes:
         self._check()
@@ -57,6 +57,6 @@ class CancellableStream:
     def _check(self) -> None:
         if not self._active():
             raise CallCancelledError(
-                f"failed to {self._what}: the call was cancelled or the plugin"
+                f"failed to {self._action}: the call was cancelled or the plugin"
                 " is stopping"
             )
