@@ -74,8 +74,9 @@ class CarReader:
                 0, f"header length {length} is not between 1 and {MAX_HEADER_SIZE}"
             )
         start = self.offset
+        encoded = self._read_exactly(length, start)
         try:
-            header = cbor.decode(self._read_exactly(length, start))
+            header = cbor.decode(encoded)
         except InvalidArgumentError as error:
             raise self._invalid(
                 start, f"header is not valid DAG-CBOR: {error}"

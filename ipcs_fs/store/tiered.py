@@ -93,15 +93,15 @@ class TieredStore(BlockStore):
         if not missing or len(missing) < _EXPORT_SHARE * len(below):
             return
         copied = 0
-        try:
-            with self.local.batch() as batch:
+        with self.local.batch() as batch:
+            try:
                 for link, block in self.remote.export_dag(cid):
                     if link in missing:
                         batch.put(link, block)
                         copied += 1
-        except IpcsError as error:
-            # Blocks that did not arrive are copied one by one when read.
-            log.warning("failed to copy the DAG under %s from kubo: %s", cid, error)
+            except IpcsError as error:
+                # The batch keeps what arrived; the rest is copied when read.
+                log.warning("failed to copy the DAG under %s from kubo: %s", cid, error)
         log.debug("copied %d of %d blocks under %s", copied, len(missing), cid)
 
     # Writes and pins
