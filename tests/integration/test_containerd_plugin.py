@@ -512,18 +512,32 @@ def test_diff_reproduces_snapshot(
     with _mounted(work) as root:
         _change_tree(root)
 
-    blob = daemon.ctr("snapshots", "diff", "--media-type", MEDIA_TYPE, "work").stdout
+    blob = daemon.ctr(
+        "snapshots", "diff", "--keep", "--media-type", MEDIA_TYPE, "work"
+    ).stdout
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
 
     assert f"as layer {digest} in namespace {daemon.namespace}" in plugin.text()
+    labels = _content_labels(daemon, digest)
+    assert "containerd.io/gc.root" in labels
     check = _create_snapshot(daemon, "prepare", "check", parent)
     applied = _apply_through_containerd(daemon, MEDIA_TYPE, digest, len(blob), check)
     assert applied.media_type == "application/vnd.oci.image.layer.v1.tar"
     assert f"diff_id {applied.digest}" in plugin.text()
+    assert labels["containerd.io/uncompressed"] == applied.digest
     with _mounted(work) as expected, _mounted(check) as actual:
         assert diff(snapshot(expected), snapshot(actual)) == []
         assert not (actual / "usr/share/doc/perl-base").exists()
         assert os.listdir(actual / "usr/share/zoneinfo") == ["only"]
+
+
+def _content_labels(daemon: Containerd, digest: str) -> dict[str, str]:
+    """Return the labels of blob ``digest`` in the daemon's namespace."""
+    for line in daemon.output("content", "ls").splitlines()[1:]:
+        fields = line.split()
+        if fields[0] == digest:
+            return dict(pair.split("=", 1) for pair in fields[-1].split(","))
+    raise AssertionError(f"{digest} is not in the content store")
 
 
 def _change_tree(root: Path) -> None:

@@ -69,10 +69,13 @@ def _store_blob(fake: FakeContainerd, data: bytes) -> str:
     return f"sha256:{digest}"
 
 
-def _apply(plugin: Plugin, media_type: str, digest: str, size: int, mounts):
+def _apply(
+    plugin: Plugin, media_type: str, digest: str, size: int, mounts, sync_fs=False
+):
     request = diff_pb2.ApplyRequest(
         diff=types_pb2.Descriptor(media_type=media_type, digest=digest, size=size),
         mounts=mounts,
+        sync_fs=sync_fs,
     )
     return _stub(plugin).Apply(request, timeout=30).applied
 
@@ -112,6 +115,17 @@ def test_apply_standard_layer(
     assert applied.digest == _diff_id(LOWER)
     assert applied.size == len(LOWER)
     assert (root / "etc/keep").read_bytes() == b"kept\n"
+
+
+def test_apply_with_sync_fs(
+    plugin: Plugin, fake_containerd: FakeContainerd, tmp_path: Path
+) -> None:
+    digest = _store_blob(fake_containerd, LOWER)
+
+    applied = _apply(plugin, OCI_TAR, digest, len(LOWER), _bind(tmp_path), True)
+
+    assert applied.digest == _diff_id(LOWER)
+    assert (tmp_path / "etc/gone").is_file()
 
 
 def _file_granular_blob(tar: bytes) -> tuple[bytes, MemoryStore]:
