@@ -38,7 +38,7 @@ def dag() -> tuple[MemoryStore, dict[str, Cid]]:
     b = node(store, s, x, data=b"b")
     r1 = node(store, a, b, data=b"r1")
     r2 = node(store, s, w, data=b"r2")
-    names = dict(x=x, y=y, z=z, w=w, s=s, a=a, b=b, r1=r1, r2=r2)
+    names = {"x": x, "y": y, "z": z, "w": w, "s": s, "a": a, "b": b, "r1": r1, "r2": r2}
     return store, names
 
 
