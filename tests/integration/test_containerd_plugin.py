@@ -7,11 +7,13 @@ Images are the real Debian images of ``fixtures.debian_images``, converted
 once per module with ``ipcs-fs convert --file-granular`` into an
 ``oci-archive:`` tar, with the same block store the plugins use.
 
-What containerd's own unpack loses and ours keeps: containerd's snapshotters
-give some directories the time of the unpack instead of the time the layer
-records (every directory of a lower layer on native, whose copy of the parent
-does not keep directory times; on overlayfs the directories where a layer
-deletes files). :func:`_assert_same_tree` allows exactly that difference.
+Directory times are the one expected difference from containerd's own
+unpack. On overlayfs containerd gives the directories where a layer deletes
+files the time of the unpack, where the plugin keeps the layer's time. On
+native the snapshotter's copy of the parent gives every directory that the
+top layer does not record the time of the copy, in both unpacks. And a root
+that no layer records has the time of its unpack. :func:`_assert_same_tree`
+allows exactly these differences.
 """
 
 from __future__ import annotations
