@@ -12,7 +12,7 @@ unpack. On overlayfs containerd gives the directories where a layer deletes
 files the time of the unpack, where the plugin keeps the layer's time. On
 native the snapshotter's copy of the parent gives every directory that the
 top layer does not record the time of the copy, in both unpacks. And a root
-that no layer records has the time of its unpack. :func:`_assert_same_tree`
+that the top layer does not record has the time its snapshot was created. :func:`_assert_same_tree`
 allows exactly these differences.
 """
 
@@ -361,7 +361,7 @@ def _unpack_time_reason(
     if reference.mtime_ns >= started_ns > ours.mtime_ns:
         return "containerd set the time of its unpack; ours is the layer's"
     if min(reference.mtime_ns, ours.mtime_ns) >= started_ns:
-        return "no layer records it; both are times of the unpacks"
+        return "the top layer does not record it; both are times of the unpacks"
     return ""
 
 
