@@ -74,7 +74,7 @@ class Change:
 
 
 class OverlayMetadataError(FailedPreconditionError):
-    """The upper directory holds overlayfs metadata that needs the lower layers."""
+    """The upper directory contains overlayfs metadata that needs the lower layers."""
 
 
 def list_xattrs(path: bytes) -> dict[bytes, bytes]:

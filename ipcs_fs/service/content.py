@@ -83,8 +83,8 @@ class ContentWriter:
     """Write blobs through containerd's content and leases services.
 
     ``address`` is containerd's socket (``unix://PATH``). The channel connects
-    lazily, so creating a writer never waits for containerd. Safe to share
-    between threads.
+    lazily, so creating a writer never waits for containerd. gRPC channels
+    are thread-safe, so one writer serves every call of the plugin.
     """
 
     def __init__(self, address: str, *, timeout: float = _CALL_TIMEOUT) -> None:

@@ -228,8 +228,9 @@ def _import_after_restart(
     """Import once containerd has reconnected to the restarted plugin.
 
     containerd's gRPC connection to a proxy plugin that went away waits out
-    a reconnect backoff (1 s, growing to at most 3 s: containerd 1.7.24 caps
-    it for proxy plugins); calls in that time fail with UNAVAILABLE. Returns
+    a reconnect backoff of 1 s, growing to at most 3 s, because containerd
+    1.7.24 caps it there for proxy plugins. Calls in that time fail with
+    UNAVAILABLE. Returns
     the image name and the seconds it took.
     """
     started = time.monotonic()
