@@ -274,6 +274,7 @@ class KuboStore(BlockStore):
             raise self._rejected(f"pin {cid}", rejection) from None
 
     def _pin_offline(self, cid: Cid) -> None:
+        self._check_dag_offline(cid)
         self._rpc.request(
             "/pin/add",
             str(cid),
@@ -281,6 +282,18 @@ class KuboStore(BlockStore):
             offline=True,
             decoder="json",
             action=f"pin {cid}",
+        )
+
+    def _check_dag_offline(self, cid: Cid) -> None:
+        # kubo 0.43.1's pin/add ignores offline=true and waits for a missing
+        # block; dag/stat walks the DAG offline and names the block it lacks.
+        self._rpc.request(
+            "/dag/stat",
+            str(cid),
+            opts={"progress": "false"},
+            offline=True,
+            decoder="json",
+            action=f"check the DAG under {cid}",
         )
 
     def _pin_online(self, cid: Cid) -> None:
@@ -298,12 +311,21 @@ class KuboStore(BlockStore):
                 raise NotFoundError(
                     f"failed to pin {cid}: no block of its DAG arrived from the"
                     f" peers of kubo at {self.api} for {self.fetch_timeout:g} s"
+                    f"{self._first_missing(cid)}"
                 )
         if not pinned:
             raise UnavailableError(
                 f"failed to pin {cid}: kubo at {self.api} ended the request without"
                 " confirming the pin; see its log"
             )
+
+    def _first_missing(self, cid: Cid) -> str:
+        """Return kubo's words on a block that the DAG under ``cid`` lacks."""
+        try:
+            self._check_dag_offline(cid)
+        except KuboRejection as rejection:
+            return f"; kubo reports: {rejection.message}"
+        return ""
 
     def unpin(self, cid: Cid) -> None:
         try:
