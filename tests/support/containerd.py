@@ -177,8 +177,9 @@ class Containerd:
     def snapshot_dir(self, snapshotter: str | None = None) -> Path:
         """Return the directory of ``snapshotter``'s snapshots (default: ours).
 
-        Each snapshot lies in a numbered subdirectory: ``N/fs`` contains its files
-        (the upper directory, for overlayfs).
+        Each snapshot lies in a numbered subdirectory ``N``. For overlayfs its
+        files (the upper directory) are in ``N/fs``; a native snapshot keeps
+        its files directly in ``N``.
         """
         name = snapshotter or self.snapshotter
         return self.root / f"io.containerd.snapshotter.v1.{name}" / "snapshots"
