@@ -2,14 +2,16 @@
 
 Each test starts its own containerd (see ``support.containerd``) with the
 plugin as a ``[proxy_plugins]`` entry, and the plugin as a separate process
-(``ipcs-fs serve --config FILE``) whose log proves which calls reached it.
-Images are the real Debian images of ``fixtures.debian_images``, converted
-once per module with ``ipcs-fs convert --file-granular`` into an
-``oci-archive:`` tar, with the same block store the plugins use.
+(``ipcs-fs serve --config FILE``, see ``support.diff_plugin``) whose log
+proves which calls reached it. Images are the real Debian images of
+``fixtures.debian_images``, converted once per module with ``ipcs-fs convert
+--file-granular`` into an ``oci-archive:`` tar, with the same block store the
+plugins use (the fixtures of ``conftest.py`` in this directory).
 
 Directory times are the one expected difference from containerd's own
-unpack. On overlayfs containerd gives the directories where a layer deletes
-files the time of the unpack, where the plugin keeps the layer's time. On
+unpack. On overlayfs containerd gives every lower directory that a layer
+writes into without listing it the time of the unpack, where the plugin keeps
+the layer's time. On
 native the snapshotter's copy of the parent gives every directory that the
 top layer does not record the time of the copy, in both unpacks. And a root
 that the top layer does not record has the time its snapshot was created. :func:`_assert_same_tree`
@@ -23,15 +25,13 @@ import io
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +39,15 @@ from pathlib import Path
 import grpc
 import pytest
 from support import wait_until
-from support.containerd import Containerd, CtrCommandError, ProxyPlugin
+from support.containerd import Containerd, CtrCommandError
+from support.diff_plugin import (
+    MEDIA_TYPE,
+    ConvertedImage,
+    convert_image,
+    import_image,
+    start_with_plugin,
+)
 
-from fixtures.debian_images import ensure_image
 from fixtures.tree import Node, NodeType, diff, snapshot
 
 pytestmark = [
@@ -49,177 +55,11 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="containerd needs root"),
 ]
 
-IPCS_FS = [sys.executable, "-m", "ipcs_fs.cli"]
-MEDIA_TYPE = "application/vnd.oci.image.layer.ipcs-fs.v1+dag-pb"
 UNKNOWN_TAR_TYPE = "application/vnd.oci.image.layer.v1.tar+ipcs-fs-test"
-APPLIED = re.compile(r"applied layer (sha256:[0-9a-f]{64}) \(([^)]*)\) via (\S+)")
-LISTENING = ": listening on unix://"
 DECLINED = re.compile(r"declined to apply layer (sha256:[0-9a-f]{64})")
 
 
-# The plugin process -------------------------------------------------------
-
-
-@dataclass
-class PluginProcess:
-    """One ``ipcs-fs serve`` process and the files it uses."""
-
-    config: Path
-    socket: Path
-    log: Path
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def mount_dir(self) -> Path:
-        return self.socket.with_name(self.socket.name + ".mounts")
-
-    def start(self) -> None:
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [*IPCS_FS, "serve", "--config", str(self.config)],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-                cwd=Path(__file__).resolve().parents[2],
-            )
-        # A socket left by a killed plugin exists before the new one listens,
-        # so readiness is the new process's log line.
-        starts = self.text().count(LISTENING)
-        wait_until(
-            lambda: self._listening(starts), timeout=30, description="ipcs-fs serve"
-        )
-
-    def _listening(self, starts: int) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"ipcs-fs serve exited: {self.text()}")
-        return self.text().count(LISTENING) > starts
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        assert self.process is not None
-        self.process.send_signal(signum)
-        status = self.process.wait(timeout=60)
-        self.process = None
-        return status
-
-    def text(self) -> str:
-        return self.log.read_text() if self.log.exists() else ""
-
-    def applied(self) -> list[tuple[str, str, str]]:
-        """Return (digest, media type, write path) of every Apply that succeeded."""
-        return APPLIED.findall(self.text())
-
-
-@pytest.fixture
-def plugin_factory(tmp_path: Path) -> Iterator[Callable[..., PluginProcess]]:
-    """Start ``ipcs-fs serve`` processes; stop them after the test."""
-    started: list[PluginProcess] = []
-
-    def start(
-        daemon: Containerd, store: Path, socket: Path, **settings: object
-    ) -> PluginProcess:
-        directory = Path(tempfile.mkdtemp(prefix="plugin-", dir=tmp_path))
-        plugin = PluginProcess(
-            config=directory / "serve.toml", socket=socket, log=directory / "serve.log"
-        )
-        values = {
-            "address": f"unix://{socket}",
-            "store": str(store),
-            "containerd_root": str(daemon.root),
-            "containerd_address": daemon.address,
-            "namespace": daemon.namespace,
-            "log_level": "info",
-            **settings,
-        }
-        plugin.config.write_text(
-            "".join(f"{key} = {json.dumps(value)}\n" for key, value in values.items())
-        )
-        plugin.start()
-        started.append(plugin)
-        return plugin
-
-    yield start
-    for plugin in started:
-        if plugin.process is not None:
-            plugin.stop()
-        shutil.rmtree(plugin.socket.parent, ignore_errors=True)
-
-
-def _start_with_plugin(
-    containerd: Callable[..., Containerd],
-    plugin_factory: Callable[..., PluginProcess],
-    store: Path,
-    *,
-    diff_order: tuple[str, ...] = ("ipcs-fs", "walking"),
-    snapshotter: str = "overlayfs",
-    **settings: object,
-) -> tuple[Containerd, PluginProcess]:
-    # containerd connects to a proxy plugin at its first call, so the daemon
-    # starts first and the plugin then learns its root and socket.
-    socket = Path(tempfile.mkdtemp(prefix="ipcs-fs-plugin-")) / "diff.sock"
-    daemon = containerd(
-        proxy_plugins=[ProxyPlugin("ipcs-fs", "diff", str(socket))],
-        diff_order=list(diff_order),
-        snapshotter=snapshotter,
-    )
-    plugin = plugin_factory(daemon, store, socket, **settings)
-    return daemon, plugin
-
-
-# Images -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ConvertedImage:
-    name: str
-    original: Path
-    converted: Path
-    store: Path
-    layer_digests: tuple[str, ...]
-
-
-@pytest.fixture(scope="module")
-def shared_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("store") / "blocks"
-
-
-def _convert(name: str, store: Path, directory: Path) -> ConvertedImage:
-    paths = ensure_image(name)
-    archive = directory / f"{name}-fg.oci.tar"
-    subprocess.run(
-        [
-            *IPCS_FS,
-            "--store",
-            str(store),
-            "convert",
-            "--file-granular",
-            paths.oci_reference,
-            f"oci-archive:{archive}:latest",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return ConvertedImage(
-        name, paths.archive_path, archive, store, _layer_digests(archive)
-    )
-
-
-def _layer_digests(archive: Path) -> tuple[str, ...]:
-    with tarfile.open(archive) as tar:
-        index = json.load(tar.extractfile("index.json"))  # type: ignore[arg-type]
-        manifest_digest = index["manifests"][0]["digest"].split(":")[1]
-        manifest = json.load(tar.extractfile(f"blobs/sha256/{manifest_digest}"))  # type: ignore[arg-type]
-    return tuple(layer["digest"] for layer in manifest["layers"])
-
-
-@pytest.fixture(scope="module")
-def bookworm(shared_store: Path, tmp_path_factory: pytest.TempPathFactory):
-    return _convert("debian-bookworm", shared_store, tmp_path_factory.mktemp("fg"))
-
-
-def _import(daemon: Containerd, archive: Path, base_name: str) -> str:
-    daemon.ctr("images", "import", "--base-name", base_name, archive)
-    names = daemon.output("images", "list", "--quiet").splitlines()
-    return next(name for name in names if name.startswith(base_name))
+# Imports ------------------------------------------------------------------
 
 
 def _import_after_restart(
@@ -236,7 +76,7 @@ def _import_after_restart(
     started = time.monotonic()
     while True:
         try:
-            return _import(daemon, archive, base_name), time.monotonic() - started
+            return import_image(daemon, archive, base_name), time.monotonic() - started
         except CtrCommandError as error:
             if "unavailable" not in str(error) or time.monotonic() - started > 60:
                 raise
@@ -374,13 +214,13 @@ def test_import_unpacks_through_plugin(
     containerd, plugin_factory, bookworm: ConvertedImage, snapshotter: str
 ) -> None:
     started_ns = time.time_ns()
-    daemon, plugin = _start_with_plugin(
+    daemon, plugin = start_with_plugin(
         containerd, plugin_factory, bookworm.store, snapshotter=snapshotter
     )
     reference = containerd(snapshotter=snapshotter)
 
-    image = _import(daemon, bookworm.converted, "fg")
-    _import(reference, bookworm.original, "std")
+    image = import_image(daemon, bookworm.converted, "fg")
+    import_image(reference, bookworm.original, "std")
 
     applied = plugin.applied()
     assert [digest for digest, _, _ in applied] == list(bookworm.layer_digests)
@@ -397,15 +237,15 @@ def test_import_unpacks_through_plugin(
 def test_write_paths_match_snapshotter(
     containerd, plugin_factory, bookworm: ConvertedImage
 ) -> None:
-    overlay, overlay_plugin = _start_with_plugin(
+    overlay, overlay_plugin = start_with_plugin(
         containerd, plugin_factory, bookworm.store
     )
-    native, native_plugin = _start_with_plugin(
+    native, native_plugin = start_with_plugin(
         containerd, plugin_factory, bookworm.store, snapshotter="native"
     )
 
-    _import(overlay, bookworm.converted, "fg")
-    _import(native, bookworm.converted, "fg")
+    import_image(overlay, bookworm.converted, "fg")
+    import_image(native, bookworm.converted, "fg")
 
     # The bottom layer of an overlay snapshot is a bind mount; later ones are
     # written straight into the upper directory.
@@ -418,11 +258,11 @@ def test_write_paths_match_snapshotter(
 def test_standard_image_with_plugin_only(
     containerd, plugin_factory, bookworm: ConvertedImage
 ) -> None:
-    daemon, plugin = _start_with_plugin(
+    daemon, plugin = start_with_plugin(
         containerd, plugin_factory, bookworm.store, diff_order=("ipcs-fs",)
     )
 
-    image = _import(daemon, bookworm.original, "std")
+    image = import_image(daemon, bookworm.original, "std")
 
     media_types = {media_type for _, media_type, _ in plugin.applied()}
     assert media_types == {"application/vnd.oci.image.layer.v1.tar+gzip"}
@@ -435,9 +275,9 @@ def test_unknown_media_type_falls_through(
     containerd, plugin_factory, tmp_path: Path, shared_store: Path
 ) -> None:
     archive, layer_digest = _write_single_layer_image(tmp_path, UNKNOWN_TAR_TYPE)
-    daemon, plugin = _start_with_plugin(containerd, plugin_factory, shared_store)
+    daemon, plugin = start_with_plugin(containerd, plugin_factory, shared_store)
 
-    _import(daemon, archive, "unknown")
+    import_image(daemon, archive, "unknown")
 
     assert DECLINED.findall(plugin.text()) == [layer_digest]
     assert plugin.applied() == []
@@ -506,10 +346,10 @@ def _tar_bytes(files: dict[str, bytes]) -> bytes:
 def test_diff_reproduces_snapshot(
     containerd, plugin_factory, bookworm: ConvertedImage, snapshotter: str
 ) -> None:
-    daemon, plugin = _start_with_plugin(
+    daemon, plugin = start_with_plugin(
         containerd, plugin_factory, bookworm.store, snapshotter=snapshotter
     )
-    _import(daemon, bookworm.converted, "fg")
+    import_image(daemon, bookworm.converted, "fg")
     parent = _committed_top(daemon)
     work = _create_snapshot(daemon, "prepare", "work", parent)
     with _mounted(work) as root:
@@ -598,7 +438,7 @@ def _apply_through_containerd(
 def test_restart_during_unpack(
     containerd, plugin_factory, bookworm: ConvertedImage
 ) -> None:
-    daemon, plugin = _start_with_plugin(
+    daemon, plugin = start_with_plugin(
         containerd, plugin_factory, bookworm.store, stop_timeout=0
     )
     importer = subprocess.Popen(
@@ -646,11 +486,11 @@ def test_restart_during_unpack(
 def test_killed_plugin_fails_unpack_cleanly(
     containerd, plugin_factory, bookworm: ConvertedImage
 ) -> None:
-    daemon, plugin = _start_with_plugin(containerd, plugin_factory, bookworm.store)
+    daemon, plugin = start_with_plugin(containerd, plugin_factory, bookworm.store)
     plugin.stop(signal.SIGKILL)
 
     with pytest.raises(CtrCommandError, match="failed to extract layer"):
-        _import(daemon, bookworm.converted, "fg")
+        import_image(daemon, bookworm.converted, "fg")
 
     assert plugin.socket.exists()  # left by the kill
     plugin.start()
@@ -674,21 +514,21 @@ def test_parallel_unpacks(
     tmp_path: Path,
 ) -> None:
     others = [
-        _convert(name, shared_store, tmp_path)
+        convert_image(name, shared_store, tmp_path)
         for name in ("debian-trixie", "debian-bookworm-rebuild")
     ]
     images = [bookworm, *others]
-    daemon, plugin = _start_with_plugin(containerd, plugin_factory, shared_store)
+    daemon, plugin = start_with_plugin(containerd, plugin_factory, shared_store)
     errors: list[CtrCommandError] = []
 
-    def import_image(image: ConvertedImage, name: str) -> None:
+    def import_one(image: ConvertedImage, name: str) -> None:
         try:
-            _import(daemon, image.converted, name)
+            import_image(daemon, image.converted, name)
         except CtrCommandError as error:  # reported by the assert below
             errors.append(error)
 
     threads = [
-        threading.Thread(target=import_image, args=(image, f"img{index}"))
+        threading.Thread(target=import_one, args=(image, f"img{index}"))
         for index, image in enumerate(images)
     ]
     for thread in threads:
