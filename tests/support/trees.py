@@ -24,16 +24,13 @@ difference
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import xattr
-
-from fixtures.tree import FIELDS, ROOT, Node, NodeType
+from fixtures.tree import FIELDS, ROOT, Node, read_node
 
 __all__ = [
     "LISTED_BUT_MISSING",
@@ -50,17 +47,6 @@ __all__ = [
 ONLY_OURS = "only ours"
 ONLY_CONTAINERD = "only containerd"
 LISTED_BUT_MISSING = "listed but missing"
-
-_READ_SIZE = 1 << 20
-_TYPE_OF_FORMAT = {
-    stat.S_IFREG: NodeType.FILE,
-    stat.S_IFDIR: NodeType.DIR,
-    stat.S_IFLNK: NodeType.SYMLINK,
-    stat.S_IFCHR: NodeType.CHAR,
-    stat.S_IFBLK: NodeType.BLOCK,
-    stat.S_IFIFO: NodeType.FIFO,
-    stat.S_IFSOCK: NodeType.SOCKET,
-}
 
 
 @dataclass(frozen=True)
@@ -81,11 +67,11 @@ def snapshot_listed(root: Path) -> ListedTree:
     ``OSError`` for any other entry that cannot be read.
     """
     base = os.fsencode(root)
-    tree: dict[bytes, Node] = {ROOT: _read_node(base, os.lstat(base))}
+    tree: dict[bytes, Node] = {ROOT: read_node(base, os.lstat(base))}
     missing: list[bytes] = []
     inodes: dict[tuple[int, int], list[bytes]] = {}
     for path, st in _walk(base, missing):
-        tree[path] = _read_node(base + b"/" + path, st)
+        tree[path] = read_node(base + b"/" + path, st)
         if not stat.S_ISDIR(st.st_mode):
             inodes.setdefault((st.st_dev, st.st_ino), []).append(path)
 
@@ -112,41 +98,6 @@ def _walk(base: bytes, missing: list[bytes]) -> Iterator[tuple[bytes, os.stat_re
             yield path, st
             if stat.S_ISDIR(st.st_mode):
                 pending.append(path)
-
-
-def _read_node(full: bytes, st: os.stat_result) -> Node:
-    node_type = _TYPE_OF_FORMAT[stat.S_IFMT(st.st_mode)]
-    node = Node(
-        type=node_type,
-        mode=stat.S_IMODE(st.st_mode),
-        uid=st.st_uid,
-        gid=st.st_gid,
-        mtime_ns=st.st_mtime_ns,
-        xattrs=_read_xattrs(full),
-    )
-    if node_type is NodeType.FILE:
-        return dataclasses.replace(node, size=st.st_size, sha256=_hash_file(full))
-    if node_type is NodeType.SYMLINK:
-        return dataclasses.replace(node, target=os.readlink(full))
-    if node_type in (NodeType.CHAR, NodeType.BLOCK):
-        rdev = (os.major(st.st_rdev), os.minor(st.st_rdev))
-        return dataclasses.replace(node, rdev=rdev)
-    return node
-
-
-def _hash_file(full: bytes) -> str:
-    digest = hashlib.sha256()
-    fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with open(fd, "rb") as stream:
-        while chunk := stream.read(_READ_SIZE):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _read_xattrs(full: bytes) -> dict[bytes, bytes]:
-    # os.listxattr, because the xattr package decodes names as UTF-8.
-    names = sorted(os.fsencode(n) for n in os.listxattr(full, follow_symlinks=False))
-    return {name: xattr.getxattr(full, name, symlink=True) for name in names}
 
 
 @dataclass(frozen=True)
