@@ -46,14 +46,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_car(commands)
     _add_rm(commands)
     _add_gc(commands)
+    for subcommand in _subcommand_parsers(parser):
+        # Global options are accepted after the command too. SUPPRESS keeps a
+        # subcommand that lacks them from resetting what came before it.
+        _add_global_options(subcommand, default=argparse.SUPPRESS)
+        _add_kubo_options(subcommand, default=argparse.SUPPRESS)
     return parser
 
 
-def _add_global_options(parser: argparse.ArgumentParser) -> None:
+def _subcommand_parsers(parser: argparse.ArgumentParser):
+    """Yield every subcommand parser below ``parser``, nested ones included."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subcommand in action.choices.values():
+                yield subcommand
+                yield from _subcommand_parsers(subcommand)
+
+
+def _add_global_options(parser: argparse.ArgumentParser, *, default=None) -> None:
     parser.add_argument(
         "--store",
         type=Path,
         metavar="DIR",
+        default=default,
         help="directory of the embedded block store (default: /var/lib/ipcs-fs"
         " for root, else $XDG_DATA_HOME/ipcs-fs)",
     )
@@ -61,14 +76,15 @@ def _add_global_options(parser: argparse.ArgumentParser) -> None:
         "-v",
         "--verbose",
         action="count",
-        default=0,
+        default=0 if default is None else default,
         help="log more: -v for progress steps, -vv for debugging",
     )
 
 
-def _add_kubo_options(parser: argparse.ArgumentParser) -> None:
+def _add_kubo_options(parser: argparse.ArgumentParser, *, default=None) -> None:
     parser.add_argument(
         "--ipfs-api",
+        default=default,
         metavar="MULTIADDR",
         help="use the kubo node whose RPC API listens here (for example"
         " /ip4/127.0.0.1/tcp/5001) as the block store, with --store as a local"
@@ -78,12 +94,14 @@ def _add_kubo_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--offline",
         action="store_true",
+        default=False if default is None else default,
         help="never ask kubo's peers: a block the node lacks fails at once",
     )
     parser.add_argument(
         "--fetch-timeout",
         type=float,
         metavar="SECONDS",
+        default=default,
         help="how long to wait for a block from kubo's peers before failing"
         " (default: 60)",
     )
@@ -471,9 +489,11 @@ def _progress_printer():
 
 def _configure_logging(verbosity: int) -> None:
     level = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("ipcs-fs: %(levelname)s: %(message)s"))
-    log.addHandler(handler)
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        formatter = logging.Formatter("ipcs-fs: %(levelname)s: %(message)s")
+        handler.setFormatter(formatter)
+        log.addHandler(handler)
     log.setLevel(level)
 
 
@@ -487,11 +507,16 @@ def main(argv: list[str] | None = None) -> int:
     except IpcsError as error:
         print(f"ipcs-fs: {error}", file=sys.stderr)
         return _EXIT_FAILURE
+    except BrokenPipeError:
+        return _EXIT_FAILURE
+    except OSError as error:
+        # A path the user gave that cannot be read or written: one line, as
+        # for every other failure.
+        print(f"ipcs-fs: {error}", file=sys.stderr)
+        return _EXIT_FAILURE
     except KeyboardInterrupt:
         print("ipcs-fs: interrupted", file=sys.stderr)
         return _EXIT_INTERRUPTED
-    except BrokenPipeError:
-        return _EXIT_FAILURE
 
 
 if __name__ == "__main__":

@@ -11,8 +11,12 @@ does, to collect the trailer) never accepts a tar that is not the original.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+import queue
+import threading
+import weakref
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..errors import DataLossError, InvalidArgumentError
 from ..ids import DAG_PB, Cid, Digest
@@ -21,6 +25,8 @@ from .records import LayerHeader, decode_layer_header
 from .tarstream import iter_tar_stream
 
 __all__ = [
+    "CHUNK_BYTES",
+    "HASH_QUEUE_BYTES",
     "ROOTFS_NAME",
     "TAR_STREAM_NAME",
     "LayerRoot",
@@ -30,6 +36,13 @@ __all__ = [
 
 ROOTFS_NAME = b"rootfs"
 TAR_STREAM_NAME = b"tar-stream"
+
+CHUNK_BYTES = 1 << 20
+"""About how many bytes of the tar a :class:`RebuiltTar` hashes and hands out
+at a time."""
+HASH_QUEUE_BYTES = 8 << 20
+"""How far, in bytes, the hash thread of a :class:`RebuiltTar` may fall behind
+the reader before the reader waits."""
 
 Get = Callable[[Cid], bytes]
 
@@ -64,8 +77,10 @@ def _decode_layer_root(cid: Cid, block: bytes) -> LayerRoot:
     node = decode_node(block)
     names = [link.name for link in node.links]
     if names != [ROOTFS_NAME, TAR_STREAM_NAME]:
+        found = ", ".join(name.decode(errors="replace") for name in names) or "none"
         raise InvalidArgumentError(
-            f"links are {names!r}, expected {[ROOTFS_NAME, TAR_STREAM_NAME]!r}"
+            f"it is not a layer root: its links are named {found}, where a layer"
+            " root has exactly rootfs and tar-stream"
         )
     message = decode_data(node.data or b"")
     if message.type != DataType.DIRECTORY or message.layer_header is None:
@@ -80,6 +95,15 @@ class RebuiltTar:
     ``expected_diff_id``, when given, must equal the layer header's diff_id
     (the image config's value, which the header cannot vouch for itself).
     ``max_bytes`` bounds the tar's length whatever the header declares.
+
+    The tar is rebuilt on the reader's thread and handed out in chunks of
+    about :data:`CHUNK_BYTES`. With ``hash_thread`` (the default), a thread
+    of its own hashes each chunk while the reader goes on; the read that
+    reaches the end waits for it, then checks the diff_id. An error of the
+    rebuild (a missing block, a DAG that breaks the format, a wrong diff_id)
+    is raised by the read that reaches where it happened, and again by every
+    later read. Call :meth:`close` when done; it stops the hash thread, as
+    garbage collection of the stream does.
     """
 
     def __init__(
@@ -89,6 +113,7 @@ class RebuiltTar:
         *,
         expected_diff_id: Digest | None = None,
         max_bytes: int | None = None,
+        hash_thread: bool = True,
     ) -> None:
         if expected_diff_id is not None and expected_diff_id != root.diff_id:
             raise DataLossError(
@@ -99,72 +124,150 @@ class RebuiltTar:
         if max_bytes is not None:
             limit = min(limit, max_bytes)
         self._root = root
-        self._pieces: Iterator = iter_tar_stream(
-            get, root.tar_stream.cid, max_tar_size=limit
-        )
+        self._sha256: _Sha256 = hashlib.sha256()
+        if hash_thread:
+            hasher = _ThreadedSha256()
+            weakref.finalize(self, hasher.stop)
+            self._sha256 = hasher
+        pieces = iter_tar_stream(get, root.tar_stream.cid, max_tar_size=limit)
+        self._chunks = _joined(pieces)
         self._current = memoryview(b"")
-        self._sha256 = hashlib.sha256()
+        self._failure: BaseException | None = None
+        self._ended = False
         self.size = 0
-        self._verified = False
+        """Bytes of the tar rebuilt so far: its length once the end is reached."""
 
     def read(self, size: int = -1) -> bytes:
         """Return up to ``size`` bytes (all that is left when negative)."""
         if size < 0:
             return b"".join(self._drain())
-        while not self._current:
-            if not self._next_piece():
-                return b""
+        if not self._current and not self._next_chunk():
+            return b""
         data = bytes(self._current[:size])
         self._current = self._current[len(data) :]
         return data
 
     def readinto(self, buffer) -> int:
         """Fill ``buffer`` with up to its length of bytes; 0 at the end."""
-        while not self._current:
-            if not self._next_piece():
-                return 0
+        if not self._current and not self._next_chunk():
+            return 0
         count = min(len(buffer), len(self._current))
         memoryview(buffer)[:count] = self._current[:count]
         self._current = self._current[count:]
         return count
 
     def close(self) -> None:
-        """Stop reading; nothing is held open, so nothing else happens."""
-        self._pieces = iter(())
+        """Stop reading, and the hash thread if any.
+
+        Reads after ``close`` raise DataLossError unless the end was reached.
+        """
+        self._chunks.close()
+        if isinstance(self._sha256, _ThreadedSha256):
+            self._sha256.stop()
         self._current = memoryview(b"")
+        if not self._ended and self._failure is None:
+            self._failure = DataLossError(
+                f"layer {self._root.cid} tar stream was closed after {self.size}"
+                f" of {self._root.header.tar_size} bytes"
+            )
 
     def verify(self) -> None:
         """Read what is left and check the diff_id; idempotent."""
         for _ in self._drain():
             pass
 
-    def _drain(self):
-        while True:
-            if self._current:
-                yield bytes(self._current)
-                self._current = memoryview(b"")
-            if not self._next_piece():
-                return
+    def _drain(self) -> Iterator[bytes]:
+        while self._current or self._next_chunk():
+            yield bytes(self._current)
+            self._current = memoryview(b"")
 
-    def _next_piece(self) -> bool:
-        for piece in self._pieces:
-            if piece:
-                self._sha256.update(piece)
-                self.size += len(piece)
-                self._current = memoryview(piece)
-                return True
-        self._check_end()
-        return False
+    def _next_chunk(self) -> bool:
+        if self._failure is not None:
+            raise self._failure
+        if self._ended:
+            return False
+        try:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                self._check_end()
+                self._ended = True
+                return False
+        except BaseException as error:
+            self._failure = error
+            raise
+        self._sha256.update(chunk)
+        self.size += len(chunk)
+        self._current = memoryview(chunk)
+        return True
 
     def _check_end(self) -> None:
-        if self._verified:
-            return
         actual = Digest(self._sha256.hexdigest())
         if actual != self._root.diff_id or self.size != self._root.header.tar_size:
             raise DataLossError(
                 f"layer {self._root.cid} rebuilds a tar of {self.size} bytes with"
-                f" diff_id {actual}, but its header records"
+                f" diff_id {actual}, but its layer header records"
                 f" {self._root.header.tar_size} bytes with diff_id"
                 f" {self._root.diff_id}"
             )
-        self._verified = True
+
+
+def _joined(pieces: Iterator[bytes | memoryview]) -> Generator[bytes, None, None]:
+    """Join ``pieces`` into chunks of about CHUNK_BYTES.
+
+    Large chunks let the tar reader take many small entries from one read, as
+    from a file, and give the hash long runs during which it releases the GIL.
+    """
+    batch: list[bytes | memoryview] = []
+    batch_bytes = 0
+    for piece in pieces:
+        batch.append(piece)
+        batch_bytes += len(piece)
+        if batch_bytes >= CHUNK_BYTES:
+            yield b"".join(batch)
+            batch, batch_bytes = [], 0
+    if batch_bytes:
+        yield b"".join(batch)
+
+
+class _Sha256(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+class _ThreadedSha256:
+    """A sha256 that hashes the chunks given to it on a thread of its own.
+
+    :meth:`update` queues a chunk, which must not change afterwards (bytes
+    do not), and waits only when :data:`HASH_QUEUE_BYTES` are queued.
+    :meth:`hexdigest` waits for every queued chunk. The thread holds no
+    reference to the stream, so that the stream's finalizer can stop it.
+    """
+
+    def __init__(self) -> None:
+        self._sha256 = hashlib.sha256()
+        self._stopped = False
+        depth = max(1, HASH_QUEUE_BYTES // CHUNK_BYTES)
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
+        self._thread = threading.Thread(
+            target=self._run, name="ipcs-fs-diff-id", daemon=True
+        )
+        self._thread.start()
+
+    def update(self, chunk: bytes) -> None:
+        self._queue.put(chunk)
+
+    def hexdigest(self) -> str:
+        self.stop()
+        self._thread.join()
+        return self._sha256.hexdigest()
+
+    def stop(self) -> None:
+        """Make the thread end once it has hashed what is queued; idempotent."""
+        if not self._stopped:
+            self._stopped = True
+            self._queue.put(None)
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self._sha256.update(chunk)

@@ -16,6 +16,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from ..errors import NotFoundError
 from ..ids import Digest
 from ..layer.convert import convert_layer
 from ..layer.rebuild import RebuiltTar, read_layer_root
@@ -34,7 +35,12 @@ from ..oci.transport import open_sink, open_source
 from ..progress import NoProgress, Progress
 from ..readahead import ReadAhead
 from ..store import BlockStore
-from .layers import diff_ids_of, load_root_block
+from .layers import (
+    MISSING_BLOCKS_HINT,
+    diff_ids_of,
+    load_root_block,
+    root_cid_of,
+)
 
 __all__ = [
     "ANNOTATION_DIFF_ID",
@@ -83,6 +89,8 @@ class ConvertSummary:
     destination: str
     to_tar: bool
     layers: list[LayerSummary] = field(default_factory=list)
+    unchanged: int = 0
+    """Layers already of the wanted kind, copied as they are."""
     blocks_added: int = 0
     bytes_added: int = 0
     seconds: float = 0.0
@@ -93,6 +101,7 @@ class ConvertSummary:
             "destination": self.destination,
             "direction": "tar" if self.to_tar else "file-granular",
             "layers": [_layer_json(layer) for layer in self.layers],
+            "unchanged_layers": self.unchanged,
             "store": {
                 "blocks_added": self.blocks_added,
                 "bytes_added": self.bytes_added,
@@ -107,6 +116,14 @@ class ConvertSummary:
                 f"  {layer.original.digest} -> {layer.converted.digest}"
                 f"  {layer.entries} entries, {layer.tar_size / 1e6:.1f} MB of tar,"
                 f" {layer.seconds:.1f}s"
+            )
+            if is_file_granular(layer.converted.media_type):
+                lines.append(f"    layer root {root_cid_of(layer.converted)}")
+        if self.unchanged:
+            kind = "tar" if self.to_tar else "file-granular"
+            lines.append(
+                f"  {self.unchanged} layers were {kind} already and are copied"
+                " as they are"
             )
         lines.append(
             f"  block store: {self.blocks_added} blocks added,"
@@ -198,7 +215,7 @@ class _Converter:
         if not is_layer(layer.media_type):
             return layer
         if is_file_granular(layer.media_type) != self._to_tar:
-            # Already of the wanted kind: kept as it is.
+            self._summary.unchanged += 1
             return layer
         started = time.monotonic()
         self._progress.task(f"layer {layer.digest.hex[:12]}", layer.size)
@@ -255,9 +272,14 @@ class _Converter:
             if key not in _OUR_ANNOTATIONS
         }
         media_type = DOCKER_LAYER_GZIP if docker else OCI_LAYER_GZIP
-        converted = sink.put_blob_stream(
-            gzip_compress_chunks(chunks), media_type, annotations=annotations
-        )
+        try:
+            converted = sink.put_blob_stream(
+                gzip_compress_chunks(chunks), media_type, annotations=annotations
+            )
+        except NotFoundError as error:
+            raise NotFoundError(
+                f"failed to rebuild layer {layer.digest}: {error}{MISSING_BLOCKS_HINT}"
+            ) from error
         summary = LayerSummary(
             layer, converted, diff_id, tar.size, root.header.entry_count
         )

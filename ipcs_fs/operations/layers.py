@@ -19,7 +19,18 @@ from ..oci.image import ImageSource, ManifestRef
 from ..oci.mediatypes import is_file_granular
 from ..store import BlockStore
 
-__all__ = ["load_root_block", "open_layer_tar", "root_cid_of"]
+__all__ = [
+    "MISSING_BLOCKS_HINT",
+    "diff_ids_of",
+    "load_root_block",
+    "open_layer_tar",
+    "root_cid_of",
+]
+
+MISSING_BLOCKS_HINT = (
+    ". The block store lacks blocks of this layer: convert the image into this"
+    " store, or load its blocks with 'ipcs-fs car import'"
+)
 
 
 def root_cid_of(layer: Descriptor) -> Cid:

@@ -20,7 +20,7 @@ from ..oci.image import ManifestRef
 from ..oci.transport import open_source
 from ..progress import NoProgress, Progress
 from ..store import BlockStore
-from .layers import diff_ids_of, open_layer_tar
+from .layers import MISSING_BLOCKS_HINT, diff_ids_of, open_layer_tar
 
 __all__ = ["UnpackSummary", "host_platform", "select_manifest", "unpack_image"]
 
@@ -97,9 +97,11 @@ def unpack_image(
     """
     started = time.monotonic()
     progress = progress or NoProgress()
-    _prepare(directory)
     with open_source(reference) as source:
         ref = select_manifest(source.manifests(), platform)
+        # Only once the image and platform are known, so a wrong reference
+        # leaves no empty directory behind.
+        _prepare(directory)
         summary = UnpackSummary(reference, directory, str(ref.platform or "unknown"))
         for layer, diff_id in zip(ref.manifest.layers, diff_ids_of(ref), strict=True):
             progress.task(f"layer {layer.digest.hex[:12]}")
@@ -112,8 +114,10 @@ def unpack_image(
                         options=options or ApplyOptions(),
                     )
             except IpcsError as error:
+                hint = MISSING_BLOCKS_HINT if isinstance(error, NotFoundError) else ""
                 raise type(error)(
-                    f"{error}; {directory} is incomplete and should be removed"
+                    f"failed to apply layer {layer.digest}: {error}; {directory} is"
+                    f" incomplete and should be removed{hint}"
                 ) from error
             progress.advance(stats.bytes_written)
             progress.done()
