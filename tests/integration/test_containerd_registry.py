@@ -1,13 +1,15 @@
-"""The containerd plugin on a registry pull, and on eight imports at once.
+"""The containerd plugin on registry pulls, and on eight imports at once.
 
-Both tests drive the real containerd 1.7.24 with ``ipcs-fs serve`` as its
+The tests drive the real containerd 1.7.24 with ``ipcs-fs serve`` as its
 first differ (``support.diff_plugin``):
 
 - a converted ``debian-bookworm`` is pushed with ``ctr images push`` to a
   private ``docker-registry`` on 127.0.0.1 (``support.registry``), then
   pulled with ``ctr images pull`` by a second, fresh containerd whose plugin
   reads the same block store. The registry holds the converted layers' root
-  blocks as their blobs, and the files come from the block store.
+  blocks as their blobs, and the files come from the block store. Pulled by
+  a containerd whose plugin has an empty block store, the image fails to
+  unpack with NOT_FOUND and leaves no snapshot.
 - eight small two-layer images, distinct in every layer, are converted and
   imported by eight ``ctr images import`` at once. Each image's tree must be
   the one its layers define, and neither the plugin nor containerd may leave
@@ -21,6 +23,7 @@ import io
 import json
 import os
 import random
+import re
 import subprocess
 import tarfile
 import tempfile
@@ -77,10 +80,7 @@ def test_pull_from_registry_unpacks_through_plugin(
     containerd, plugin_factory, registry: Registry, bookworm: ConvertedImage
 ) -> None:
     started = time.monotonic()
-    source, _ = start_with_plugin(containerd, plugin_factory, bookworm.store)
-    local = import_image(source, bookworm.converted, "fg")
-    remote = f"{registry.host}/{REPOSITORY}:fg"
-    source.ctr("images", "push", "--plain-http", remote, local)
+    source, remote = _push(containerd, plugin_factory, registry, bookworm)
     pushed = time.monotonic()
 
     target, plugin = start_with_plugin(containerd, plugin_factory, bookworm.store)
@@ -104,6 +104,47 @@ def test_pull_from_registry_unpacks_through_plugin(
         f"import and push {pushed - started:.1f}s, pull and unpack"
         f" {pulled - pushed:.1f}s"
     )
+
+
+def test_pull_without_blocks_fails_unpack(
+    containerd,
+    plugin_factory,
+    registry: Registry,
+    bookworm: ConvertedImage,
+    tmp_path: Path,
+) -> None:
+    _, remote = _push(containerd, plugin_factory, registry, bookworm)
+    empty_store = tmp_path / "empty-store"
+    target, plugin = start_with_plugin(containerd, plugin_factory, empty_store)
+
+    with pytest.raises(CtrCommandError) as caught:
+        target.ctr("images", "pull", "--plain-http", remote)
+
+    # containerd reports the plugin's NOT_FOUND with its own "not found" suffix.
+    missing = re.search(
+        rf"failed to get block (\w+): not found in {empty_store}: not found",
+        str(caught.value),
+    )
+    assert missing is not None
+    failure = f"failed to apply layer {bookworm.layer_digests[0]} after"
+    assert failure in plugin.text()
+    assert f"NOT_FOUND: failed to get block {missing[1]}" in plugin.text()
+    assert plugin.applied() == []
+    assert target.output("snapshots", "ls").splitlines()[1:] == []
+
+
+def _push(
+    containerd, plugin_factory, registry: Registry, image: ConvertedImage
+) -> tuple[Containerd, str]:
+    """Import ``image`` into a plugin-first daemon and push it to ``registry``.
+
+    Returns the daemon and the image's reference in the registry.
+    """
+    daemon, _ = start_with_plugin(containerd, plugin_factory, image.store)
+    local = import_image(daemon, image.converted, "fg")
+    remote = f"{registry.host}/{REPOSITORY}:fg"
+    daemon.ctr("images", "push", "--plain-http", remote, local)
+    return daemon, remote
 
 
 def _assert_listens_on_loopback_only(registry: Registry, *daemons: Containerd) -> None:
