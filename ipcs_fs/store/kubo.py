@@ -10,12 +10,16 @@ fetch
     bitswap. Allowed unless the store is offline, and bounded by
     ``fetch_timeout``.
 DAG fetch
-    ``refs?recursive=true`` on a node: kubo walks the DAG under it and fetches
-    every missing block, the children of each node in parallel, within one
-    request. Fetching the same blocks one ``block/get`` at a time costs one
-    bitswap round trip each (about 33 ms on loopback with kubo 0.43.1,
-    measured), so the store starts a DAG fetch whenever a dag-pb node is
-    missing, and later reads find the blocks local.
+    Making the node hold every block of the DAG under a node. The store
+    pins the node recursively and then removes that pin: kubo's ``pin/add``
+    fetches each missing block once, through one bitswap session, the
+    children of each node in parallel. Fetching the same blocks one
+    ``block/get`` at a time costs one bitswap round trip each (about 33 ms on
+    loopback with kubo 0.43.1, measured). ``refs?recursive=true`` fetches
+    in parallel too, but leaves wants behind (323 after pulling one layer,
+    seen) whose late answers arrive as duplicate blocks. The store starts a
+    DAG fetch whenever a dag-pb node is missing, and later reads find the
+    blocks local.
 
 How the store meets the :class:`~ipcs_fs.store.BlockStore` contract:
 
@@ -164,27 +168,57 @@ class KuboStore(BlockStore):
         """Make the node hold every block of the DAG under ``cid``; return their
         CIDs, ``cid`` excluded, in walk order, each once.
 
-        Missing blocks are fetched from peers, the children of each node in
-        parallel. Raises NotFoundError when the store is offline and a block
-        is missing, and UnavailableError when no block arrives for
-        ``fetch_timeout`` seconds (kubo does not say which block it waits
-        for, but a ``get`` of each block will).
+        Online, missing blocks are fetched from peers (see the module
+        documentation); a fetch that makes no progress for ``fetch_timeout``
+        seconds raises NotFoundError. Offline, a missing block raises
+        NotFoundError naming it.
+
+        NOTE: the temporary pin is removed afterwards unless ``cid`` was
+        pinned before; a pin of ``cid`` that another client adds meanwhile
+        is removed with it.
         """
         self._store_empty_block()
-        action = f"fetch the DAG under {cid}"
+        temporary = False
+        try:
+            if self.offline:
+                self._check_dag_offline(cid)
+            elif not self._is_pinned(cid):
+                self._pin_online(cid)
+                temporary = True
+            return self._list_dag(cid)
+        except KuboRejection as rejection:
+            raise self._rejected(f"fetch the DAG under {cid}", rejection) from None
+        finally:
+            if temporary:
+                self.unpin(cid)
+
+    def _is_pinned(self, cid: Cid) -> bool:
+        try:
+            self._rpc.request(
+                "/pin/ls",
+                str(cid),
+                opts={"type": "recursive"},
+                decoder="json",
+                action=f"look up the pin of {cid}",
+            )
+        except KuboRejection as rejection:
+            if rejection.not_pinned:
+                return False
+            raise
+        return True
+
+    def _list_dag(self, cid: Cid) -> list[Cid]:
+        action = f"list the DAG under {cid}"
         refs = self._rpc.stream(
             "/refs",
             str(cid),
             opts={"recursive": "true", "unique": "true"},
-            offline=self.offline,
+            offline=True,
             decoder="json",
-            timeout=self.fetch_timeout,
             action=action,
         )
         try:
             return [self._ref(item, action) for item in refs]
-        except KuboRejection as rejection:
-            raise self._rejected(action, rejection) from None
         finally:
             refs.close()
 
@@ -453,7 +487,7 @@ class KuboStore(BlockStore):
                 self.fetch_dag(cid)
             except IpcsError as error:
                 # The exact block that is missing shows in the get below.
-                log.warning("prefetch of the DAG under %s failed: %s", cid, error)
+                log.warning("%s; reading its blocks one at a time", error)
             block = self._get_local(cid)
             if block is not None:
                 return block

@@ -82,7 +82,7 @@ class TieredStore(BlockStore):
             below = self.remote.fetch_dag(cid)
         except IpcsError as error:
             # The get below names the block that could not be had, if any.
-            log.warning("failed to fetch the DAG under %s: %s", cid, error)
+            log.warning("%s; reading its blocks one at a time", error)
             below = []
         block = self.remote.get(cid)
         self._copy_dag(cid, below)
