@@ -93,9 +93,9 @@ def test_tampered_block_fails_the_unpack(
 
     error = capsys.readouterr().err.splitlines()[-1]
     assert status == 1
-    assert error.startswith("ipcs-fs: failed to get block ")
-    assert str(victim) in error
-    assert error.endswith(f"{target} is incomplete and should be removed")
+    assert error.startswith("ipcs-fs: failed to apply layer ")
+    assert f"failed to get block {victim}: neither kubo at" in error
+    assert f"{target} is incomplete and should be removed" in error
     with pytest.raises(IpfsCommandError):
         second.run("block", "stat", "--offline", str(victim))
     with EmbeddedStore(tmp_path / "b-store") as cache:
