@@ -183,7 +183,7 @@ class KuboStore(BlockStore):
             if self.offline:
                 self._check_dag_offline(cid)
             elif not self._is_pinned(cid):
-                self._pin_online(cid)
+                self._pin_online(cid, f"fetch the DAG under {cid}")
                 temporary = True
             return self._list_dag(cid)
         except KuboRejection as rejection:
@@ -298,7 +298,7 @@ class KuboStore(BlockStore):
             if self.offline:
                 self._pin_offline(cid)
             else:
-                self._pin_online(cid)
+                self._pin_online(cid, f"pin {cid}")
         except KuboRejection as rejection:
             if rejection.not_found:
                 raise NotFoundError(
@@ -330,7 +330,9 @@ class KuboStore(BlockStore):
             action=f"check the DAG under {cid}",
         )
 
-    def _pin_online(self, cid: Cid) -> None:
+    def _pin_online(self, cid: Cid, action: str) -> None:
+        """Pin ``cid`` recursively, fetching what kubo lacks; ``action`` names
+        the caller's goal in errors."""
         progress = _Progress(self.fetch_timeout)
         pinned = False
         for item in self._rpc.stream(
@@ -338,19 +340,19 @@ class KuboStore(BlockStore):
             str(cid),
             opts={"recursive": "true", "progress": "true"},
             decoder="json",
-            action=f"pin {cid}",
+            action=action,
         ):
             pinned = pinned or bool(item.get("Pins"))
             if progress.stalled(item.get(_PIN_PROGRESS)):
                 raise NotFoundError(
-                    f"failed to pin {cid}: no block of its DAG arrived from the"
+                    f"failed to {action}: no block of its DAG arrived from the"
                     f" peers of kubo at {self.api} for {self.fetch_timeout:g} s"
                     f"{self._first_missing(cid)}"
                 )
         if not pinned:
             raise UnavailableError(
-                f"failed to pin {cid}: kubo at {self.api} ended the request without"
-                " confirming the pin; see its log"
+                f"failed to {action}: kubo at {self.api} ended the pin request"
+                " without confirming the pin; see its log"
             )
 
     def _first_missing(self, cid: Cid) -> str:
