@@ -66,7 +66,11 @@ _UNSUPPORTED_XATTR = frozenset((errno.ENOTSUP, errno.EPERM))
 
 
 class DataSource(Protocol):
-    """The part of the tar reader that hands out the current entry's data."""
+    """The part of the tar reader that hands out the current entry's data.
+
+    A source that also has :meth:`~ipcs_fs.tar.reader.TarReader.copy_data`
+    (as the tar reader does) writes the data into the file itself.
+    """
 
     def readinto_data(self, buffer: bytearray | memoryview) -> int: ...
 
@@ -354,16 +358,25 @@ def _write_data(state: LayerState, entry: TarEntry, fd: int) -> None:
 
 
 def _copy_region(state: LayerState, fd: int, offset: int, length: int) -> None:
-    buffer = state.buffer
+    copy = getattr(state.reader, "copy_data", None)
     while length > 0:
-        count = state.reader.readinto_data(buffer[: min(len(buffer), length)])
+        if copy is not None:
+            count = copy(fd, offset, length)
+        else:
+            count = _copy_through_buffer(state, fd, offset, length)
         if count <= 0:
             raise RuleError("archive data ends early", DataLossError)
-        done = 0
-        while done < count:
-            done += os.pwrite(fd, buffer[done:count], offset + done)
         offset += count
         length -= count
+
+
+def _copy_through_buffer(state: LayerState, fd: int, offset: int, length: int) -> int:
+    buffer = state.buffer
+    count = state.reader.readinto_data(buffer[: min(len(buffer), length)])
+    done = 0
+    while done < count:
+        done += os.pwrite(fd, buffer[done:count], offset + done)
+    return count
 
 
 def _set_metadata_at(

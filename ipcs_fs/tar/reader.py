@@ -289,6 +289,31 @@ class TarReader:
             raise self._failure
         return count
 
+    def copy_data(self, fd: int, offset: int, size: int) -> int:
+        """Write the current entry's next data bytes into file ``fd`` at ``offset``.
+
+        Copies ``min(size, remaining)`` bytes and returns that count; a tar
+        stream that is a plain regular file sends large runs with
+        ``sendfile``, so they never pass through Python. ``fd``'s file
+        position is left anywhere. Raises like :meth:`read_data`, and
+        OSError when writing fails.
+        """
+        if self._failure is not None:
+            raise self._failure
+        size = min(size, self._remaining)
+        if size <= 0:
+            return 0
+        try:
+            count = self._stream.copy_to(fd, offset, size)
+        except Exception as error:
+            self._failure = error
+            raise
+        self._remaining -= count
+        if count < size:
+            self._failure = self._truncated_data()
+            raise self._failure
+        return count
+
     # Entry assembly
 
     def _advance(self) -> TarEntry | None:

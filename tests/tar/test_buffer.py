@@ -1,8 +1,14 @@
-"""BufferedStream: short reads, large reads, skipping and the offset."""
+"""BufferedStream: short reads, large reads, skipping, copying and the offset."""
 
 from __future__ import annotations
 
+import errno
+import gzip
 import io
+import os
+from pathlib import Path
+
+import pytest
 
 from ipcs_fs.tar.buffer import BufferedStream
 
@@ -88,3 +94,93 @@ def test_skip_counts_to_end() -> None:
         assert skipped == len(_DATA) - 100
         assert stream.offset == len(_DATA)
         assert stream.take(1) == b""
+
+
+def _copied(stream: BufferedStream, tmp_path: Path, offset: int, size: int) -> bytes:
+    """Run copy_to into a fresh file and return the file's content."""
+    fd = os.open(tmp_path / "out", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        count = stream.copy_to(fd, offset, size)
+        assert count == min(size, len(_DATA) - 100)
+        return os.pread(fd, offset + size, 0)
+    finally:
+        os.close(fd)
+
+
+def test_copy_to_from_plain_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[int] = []
+    real_sendfile = os.sendfile
+
+    def sendfile(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+        sent.append(count)
+        return real_sendfile(out_fd, in_fd, offset, count)
+
+    monkeypatch.setattr(os, "sendfile", sendfile)
+    (tmp_path / "in").write_bytes(_DATA)
+    with open(tmp_path / "in", "rb") as source:
+        source.read(50)  # the stream need not start at the file's start
+        stream = BufferedStream(source)
+        stream.take(50)
+
+        written = _copied(stream, tmp_path, 10, 3 << 20)
+        after = stream.take(20)
+
+    assert written == bytes(10) + _DATA[100 : 100 + (3 << 20)]
+    assert after == _DATA[100 + (3 << 20) : 120 + (3 << 20)]
+    assert stream.offset == 70 + (3 << 20)
+    assert sum(sent) > 2 << 20
+
+
+def test_copy_to_stops_at_end(tmp_path: Path) -> None:
+    for source in (io.BytesIO(_DATA), _ReadOnly(_DATA, piece=9000)):
+        stream = BufferedStream(source)
+        stream.take(100)
+
+        written = _copied(stream, tmp_path, 0, len(_DATA))
+
+        assert written == _DATA[100:]
+        assert stream.take(1) == b""
+
+
+def test_copy_to_reads_decompressed_bytes(tmp_path: Path) -> None:
+    # GzipFile has a fileno(), that of the compressed file: copy_to must
+    # copy what read() returns, never the file's own bytes.
+    with gzip.open(tmp_path / "in.gz", "wb") as packed:
+        packed.write(_DATA)
+    with gzip.open(tmp_path / "in.gz", "rb") as source:
+        stream = BufferedStream(source)
+        stream.take(100)
+
+        written = _copied(stream, tmp_path, 0, 2 << 20)
+
+    assert written == _DATA[100 : 100 + (2 << 20)]
+
+
+def test_copy_to_without_sendfile_support(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_sendfile = os.sendfile
+    calls: list[int] = []
+
+    def sendfile(out_fd: int, in_fd: int, offset: int, count: int) -> int:
+        # The first call copies part of the run, the next one fails as a file
+        # system without splice support does.
+        calls.append(count)
+        if len(calls) > 1:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_sendfile(out_fd, in_fd, offset, min(count, 100_000))
+
+    monkeypatch.setattr(os, "sendfile", sendfile)
+    (tmp_path / "in").write_bytes(_DATA)
+    with open(tmp_path / "in", "rb") as source:
+        stream = BufferedStream(source)
+        stream.take(100)
+
+        written = _copied(stream, tmp_path, 0, 3 << 20)
+        after = stream.take(10)
+
+    assert written == _DATA[100 : 100 + (3 << 20)]
+    assert after == _DATA[100 + (3 << 20) : 110 + (3 << 20)]
+    assert len(calls) == 2

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
 import random
+from pathlib import Path
 
 import pytest
 
@@ -157,6 +159,45 @@ def test_readinto_data_fills_buffer() -> None:
     assert count == len(content) - 10
     assert bytes(large[:count]) == content[10:]
     assert reader.readinto_data(small) == 0
+
+
+def test_copy_data_writes_file(tmp_path: Path) -> None:
+    content = bytes(range(256)) * 8192  # 2 MiB, most of it sent by sendfile
+    (tmp_path / "layer.tar").write_bytes(member(b"f", content) + end())
+    fd = os.open(tmp_path / "out", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        with open(tmp_path / "layer.tar", "rb") as stream:
+            reader = TarReader(stream)
+            next(reader)
+            first = reader.copy_data(fd, 0, 1000)
+            rest = reader.copy_data(fd, 1000, len(content))
+            after = reader.copy_data(fd, len(content), 10)
+            assert list(reader) == []
+        written = os.pread(fd, len(content) + 1, 0)
+    finally:
+        os.close(fd)
+
+    assert (first, rest, after) == (1000, len(content) - 1000, 0)
+    assert written == content
+
+
+def test_copy_data_truncated(tmp_path: Path) -> None:
+    data = member(b"f", bytes(200_000)) + end()
+    (tmp_path / "layer.tar").write_bytes(data[:150_000])
+    fd = os.open(tmp_path / "out", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        with open(tmp_path / "layer.tar", "rb") as stream:
+            reader = TarReader(stream, source="cut.tar")
+            next(reader)
+            with pytest.raises(InvalidArgumentError) as error:
+                reader.copy_data(fd, 0, 200_000)
+    finally:
+        os.close(fd)
+
+    assert str(error.value) == (
+        "invalid tar data for 'f' at offset 150000 in cut.tar: stream ends"
+        " inside the entry's 200000 bytes of data, which start at offset 512"
+    )
 
 
 # Header fields
