@@ -88,7 +88,7 @@ def export_car(
     summary = CarSummary("exported", path, roots)
     progress.task(f"export {path.name}")
     with temporary_file(path.parent) as (file, temp_path):
-        buffered = io.BufferedWriter(file, _WRITE_BUFFER)  # type: ignore[arg-type]
+        buffered = io.BufferedWriter(file, _WRITE_BUFFER)
         writer = CarWriter(buffered, roots)
         for cid, block in _walk_blocks(layers, store):
             writer.write(cid, block)

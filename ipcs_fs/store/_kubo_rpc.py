@@ -23,7 +23,7 @@ import warnings
 from collections.abc import Generator, Mapping
 from typing import Any
 
-import ipfshttpclient
+import ipfshttpclient  # type: ignore[import-untyped]
 import requests
 import urllib3
 from ipfshttpclient import exceptions as client_errors

@@ -77,14 +77,16 @@ class TieredStore(BlockStore):
 
     def _pull(self, cid: Cid) -> bytes:
         if cid.codec != DAG_PB:
-            return self.remote.get(cid)
+            return self.remote.fetch(cid)
         try:
             below = self.remote.fetch_dag(cid)
         except IpcsError as error:
-            # The get below names the block that could not be had, if any.
+            # The fetch below names the block that could not be had, if any.
             log.warning("%s; reading its blocks one at a time", error)
             below = []
-        block = self.remote.get(cid)
+        block = self.remote.get_local(cid)
+        if block is None:
+            block = self.remote.fetch(cid)
         self._copy_dag(cid, below)
         return block
 
@@ -119,7 +121,8 @@ class TieredStore(BlockStore):
         the local store, copying the root block there first if needed."""
         self.remote.pin(cid)
         if not self.local.has(cid):
-            self.local.put(cid, self.remote.get(cid))
+            block = self.remote.get_local(cid)
+            self.local.put(cid, block if block is not None else self.remote.fetch(cid))
         self.local.pin(cid)
 
     def unpin(self, cid: Cid) -> None:

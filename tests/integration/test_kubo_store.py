@@ -62,19 +62,23 @@ def test_put_get_round_trip(kubo_node: KuboNode) -> None:
 
 
 def test_put_rejects_a_cid_kubo_does_not_compute(kubo_node: KuboNode) -> None:
+    good = Cid.for_block(RAW, b"good")
     claimed = Cid.for_block(RAW, b"claimed")
 
-    with (
-        KuboStore(kubo_node.api_multiaddr) as store,
-        pytest.raises(DataLossError) as caught,
-    ):
-        store.put(claimed, b"other bytes")
+    with KuboStore(kubo_node.api_multiaddr) as store:
+        with pytest.raises(DataLossError) as caught:
+            store.put_many([(good, b"good"), (claimed, b"other bytes")])
 
-    stored = Cid.for_block(RAW, b"other bytes")
-    assert str(caught.value) == (
-        f"failed to put block {claimed}: kubo at {kubo_node.api_multiaddr} stored"
-        f" it as {stored}"
+        # kubo stores none of a request's blocks when one does not match.
+        assert not store.has(good)
+        assert not store.has(claimed)
+    message = str(caught.value)
+    assert message.startswith(
+        f"failed to put 2 blocks from {good}: kubo at {kubo_node.api_multiaddr}"
+        " rejected the blocks: "
     )
+    assert f"expected: {claimed}" in message
+    assert str(Cid.for_block(RAW, b"other bytes")) in message
 
 
 def test_offline_missing_block_fails_fast(kubo_node: KuboNode) -> None:
