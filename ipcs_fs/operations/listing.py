@@ -13,7 +13,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, NotFoundError
 from ..ids import DAG_PB, Cid
 from ..layer.convert import convert_layer
 from ..layer.listing import ListedEntry, walk_layer
@@ -25,7 +25,7 @@ from ..oci.image import ImageSource
 from ..oci.mediatypes import is_file_granular, is_layer
 from ..oci.transport import open_source
 from ..store import BlockStore, MemoryStore
-from .layers import diff_ids_of, load_root_block
+from .layers import MISSING_BLOCKS_HINT, diff_ids_of, root_cid_of
 
 __all__ = ["ListRow", "list_entries"]
 
@@ -120,9 +120,18 @@ def list_entries(target: str, store: BlockStore) -> Iterator[ListRow]:
                 if layer.digest in seen or not is_layer(layer.media_type):
                     continue
                 seen.add(layer.digest)
-                yield from _rows(
-                    str(layer.digest), _layer_entries(source, store, layer)
-                )
+                yield from _rows(str(layer.digest), _listed_layer(source, store, layer))
+
+
+def _listed_layer(
+    source: ImageSource, store: BlockStore, layer: Descriptor
+) -> list[ListedEntry]:
+    try:
+        return list(_layer_entries(source, store, layer))
+    except NotFoundError as error:
+        raise NotFoundError(
+            f"failed to list layer {layer.digest}: {error}{MISSING_BLOCKS_HINT}"
+        ) from error
 
 
 def _parse_cid(target: str) -> Cid | None:
@@ -141,8 +150,9 @@ def _layer_entries(
     source: ImageSource, store: BlockStore, layer: Descriptor
 ) -> Iterator[ListedEntry]:
     if is_file_granular(layer.media_type):
-        cid = load_root_block(source, store, layer)
-        yield from walk_layer(store.get, read_layer_root(store.get, cid))
+        get = _root_from_image(source, store, layer)
+        cid = root_cid_of(layer)
+        yield from walk_layer(get, read_layer_root(get, cid))
         return
     nodes = MemoryStore()
 
@@ -156,6 +166,20 @@ def _layer_entries(
     ):
         result = convert_layer(tar, keep_nodes, source=str(layer.digest))
     yield from walk_layer(nodes.get, read_layer_root(nodes.get, result.root_cid))
+
+
+def _root_from_image(source: ImageSource, store: BlockStore, layer: Descriptor):
+    """Return a block getter that takes the layer root from the image when the
+    store lacks it, so that listing never writes to the store."""
+    cid = root_cid_of(layer)
+    if store.has(cid) or not source.has_blob(layer.digest):
+        return store.get
+    root_block = source.read_blob(layer)
+
+    def get(wanted: Cid) -> bytes:
+        return root_block if wanted == cid else store.get(wanted)
+
+    return get
 
 
 def _rows(layer: str, listed: Iterator[ListedEntry]) -> Iterator[ListRow]:
