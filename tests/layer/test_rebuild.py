@@ -1,0 +1,123 @@
+"""RebuiltTar as a stream: chunks, the hash thread, the end check and close."""
+
+from __future__ import annotations
+
+import gc
+import threading
+
+import pytest
+
+from fixtures import tarwriter as tw
+from ipcs_fs.errors import DataLossError
+from ipcs_fs.ids import DAG_PB, Cid
+from ipcs_fs.layer.convert import convert_layer
+from ipcs_fs.layer.rebuild import CHUNK_BYTES, LayerRoot, RebuiltTar, read_layer_root
+from ipcs_fs.layer.records import LayerHeader, encode_layer_header
+from ipcs_fs.store import MemoryStore
+from ipcs_fs.unixfs import DataType, UnixfsData, encode_data, encode_node
+from tests.layer.streams import BytesStream
+
+# Three files of 1.5 MiB, so the tar spans several chunks.
+_TAR = (
+    b"".join(
+        tw.header(b"f%d" % index, size=3 << 19) + bytes([index]) * (3 << 19)
+        for index in range(3)
+    )
+    + tw.end()
+)
+
+
+def _layer(data: bytes = _TAR) -> tuple[MemoryStore, LayerRoot]:
+    store = MemoryStore()
+    result = convert_layer(BytesStream(data), store.put, source="test layer")
+    return store, read_layer_root(store.get, result.root_cid)
+
+
+def _forged(store: MemoryStore, good: LayerRoot) -> LayerRoot:
+    """The same tar stream under a header that records another diff_id."""
+    header = LayerHeader(diff_id=bytes(32), tar_size=good.header.tar_size)
+    data = UnixfsData(DataType.DIRECTORY, layer_header=encode_layer_header(header))
+    block = encode_node([good.rootfs, good.tar_stream], encode_data(data))
+    cid = Cid.for_block(DAG_PB, block)
+    store.put(cid, block)
+    return read_layer_root(store.get, cid)
+
+
+def _hash_threads() -> int:
+    return sum(thread.name == "ipcs-fs-diff-id" for thread in threading.enumerate())
+
+
+@pytest.mark.parametrize("hash_thread", [True, False])
+def test_readinto_returns_original(hash_thread: bool) -> None:
+    store, root = _layer()
+    stream = RebuiltTar(store.get, root, hash_thread=hash_thread)
+    buffer = bytearray(CHUNK_BYTES + 1000)
+    pieces = []
+
+    while count := stream.readinto(buffer):
+        pieces.append(bytes(buffer[:count]))
+    stream.verify()
+
+    assert b"".join(pieces) == _TAR
+    assert max(len(piece) for piece in pieces) <= CHUNK_BYTES + 1000
+    assert stream.size == len(_TAR)
+
+
+@pytest.mark.parametrize("hash_thread", [True, False])
+def test_wrong_diff_id_raised_at_end_and_after(hash_thread: bool) -> None:
+    store, good = _layer()
+    stream = RebuiltTar(store.get, _forged(store, good), hash_thread=hash_thread)
+
+    head = stream.read(100)
+    with pytest.raises(DataLossError, match="diff_id") as first:
+        stream.read()
+    with pytest.raises(DataLossError) as again:
+        stream.read(1)
+
+    assert head == _TAR[:100]
+    assert again.value is first.value
+
+
+def test_read_after_close_fails() -> None:
+    store, root = _layer()
+    stream = RebuiltTar(store.get, root)
+    stream.read(10)
+
+    stream.close()
+
+    with pytest.raises(DataLossError) as error:
+        stream.read(10)
+    assert str(error.value) == (
+        f"layer {root.cid} tar stream was closed after 10 of {len(_TAR)} bytes"
+    )
+
+
+def test_close_after_end_keeps_result() -> None:
+    store, root = _layer()
+    stream = RebuiltTar(store.get, root)
+    data = stream.read()
+
+    stream.close()
+
+    assert data == _TAR
+    assert stream.read(10) == b""
+
+
+def test_hash_thread_ends_on_close_and_collection() -> None:
+    store, root = _layer()
+    before = _hash_threads()
+    closed = RebuiltTar(store.get, root)
+    closed.read(10)
+    dropped = RebuiltTar(store.get, root)
+    dropped.read(10)
+    started = _hash_threads()
+
+    closed.close()
+    del dropped
+    gc.collect()
+    for thread in threading.enumerate():
+        if thread.name == "ipcs-fs-diff-id":
+            thread.join(timeout=10)
+
+    assert started == before + 2
+    assert _hash_threads() == before
