@@ -16,6 +16,7 @@ def main() -> int:
     steps = [
         [sys.executable, "-m", "benchmarks.convert"],
         [sys.executable, str(_HERE / "apply.py")],
+        [sys.executable, "-m", "benchmarks.kubo"],
     ]
     for step in steps:
         print("$", " ".join(step), flush=True)
