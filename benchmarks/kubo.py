@@ -4,7 +4,7 @@ Four measurements, on kubo daemons that the test harness starts on
 127.0.0.1 (``tests/support/kubo.py``, every setting there):
 
 1. Bulk writes: the blocks of the real ``debian-bookworm`` image's second
-   layer put into a fresh kubo node by four methods: one ``block/put`` per
+   layer, put into a fresh kubo node. The four methods are one ``block/put`` per
    block, eight threads of single puts, one multipart ``block/put`` per
    codec, and one ``dag/import`` of a CAR per write batch (what ``KuboStore``
    does). Each on a fresh node, twice; the faster run counts.
@@ -75,7 +75,7 @@ def _post(node: KuboNode, path: str) -> Any:
 
 
 def _block_put(store: KuboStore, blocks: Blocks) -> None:
-    """One multipart ``block/put`` request holding ``blocks``, all of one codec."""
+    """Put ``blocks``, all of one codec, with one multipart ``block/put``."""
     from ipfshttpclient import multipart
 
     body, headers = multipart.stream_files([io.BytesIO(block) for _, block in blocks])

@@ -33,7 +33,7 @@ MAX_HEADER_SIZE = 1024 * 1024
 """Largest header accepted: room for about 27,000 root CIDs."""
 
 # A CID of a supported kind (CIDv1, sha2-256, any codec up to 2**63) is at
-# most 9 + 9 + 1 + 1 + 32 bytes; more room costs nothing.
+# most 9 + 9 + 1 + 1 + 32 bytes. More room costs nothing.
 _MAX_CID_SIZE = 128
 _MAX_VARINT_BYTES = 9
 
@@ -101,7 +101,7 @@ class CarReader:
         if not isinstance(roots, list) or not roots:
             raise self._invalid(start, "roots is not a non-empty list")
         if not all(isinstance(root, Cid) for root in roots):
-            raise self._invalid(start, "roots holds a value that is not a CID")
+            raise self._invalid(start, "roots contains a value that is not a CID")
         return tuple(roots)
 
     def _read_section(self, start: int, length: int) -> tuple[Cid, bytes]:

@@ -34,7 +34,7 @@ _WRITE_BUFFER = 1 << 20
 
 @dataclass(slots=True)
 class CarSummary:
-    """What an export or import moved; printed by the command line."""
+    """The summary of an export or import, printed by the command line."""
 
     action: str
     path: Path

@@ -7,8 +7,8 @@ unpins the layers it shares with other images.
 ``gc`` is a mark and sweep on the embedded store: every block that a walk
 from the pinned roots reaches is kept, every other block is deleted. With a
 kubo store it runs kubo's own garbage collection, which deletes every block
-of the node that no pin reaches, whoever stored it. With both (a tiered
-store) it does both.
+of the node that no pin reaches, no matter which client stored it. With
+both (a tiered store) it does both.
 
 NOTE: a conversion that runs during ``gc`` writes its blocks before it pins
 its layer root, so ``gc`` may delete them; the conversion then leaves a layer
@@ -61,7 +61,7 @@ class RemoveSummary:
 
 @dataclass(slots=True)
 class GcSummary:
-    """What ``gc`` deleted; ``kubo_blocks`` is None when no kubo was involved."""
+    """The summary of a ``gc``: ``kubo_blocks`` is None when no kubo took part."""
 
     pins: int = 0
     kept: int = 0
@@ -127,7 +127,8 @@ def sweep_store(store: BlockStore) -> GcSummary:
     """Mark every block reachable from a pin of ``store``, delete the rest.
 
     Raises FailedPreconditionError, before deleting anything, when a pinned
-    DAG lacks a node: what that node links could not be told from garbage.
+    DAG lacks a node, because the blocks that node links cannot be told apart
+    from garbage.
     """
     pins = list(store.pins())
     reachable = _mark(store, pins)

@@ -2,9 +2,9 @@
 
 kubo's RPC takes POST requests under ``/api/v0/``. ``ipfshttpclient`` 0.7.0
 makes them, but its ``connect()`` rejects daemons newer than 0.8, so a
-:class:`ipfshttpclient.Client` is built directly, one per thread (each holds
-a ``requests`` session, whose connection pool is not meant to be shared
-across threads). Parameters that the library does not know, such as
+:class:`ipfshttpclient.Client` is built directly, one per thread, because
+each has a ``requests`` session, whose connection pool is not meant to be
+shared across threads. Parameters that the library does not know, such as
 ``cid-codec``, go through ``opts``.
 
 Failures are translated here, in one place: a daemon that cannot be reached
@@ -51,7 +51,7 @@ _NOT_PINNED_TEXT = "not pinned"
 
 
 class KuboRejection(Exception):
-    """kubo answered a request with an error message (HTTP 500 and a JSON body)."""
+    """kubo responded to a request with an error message (HTTP 500 and JSON)."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -101,7 +101,7 @@ class KuboRpc:
     ) -> Any:
         """POST ``/api/v0/PATH`` and return the whole decoded response.
 
-        ``action`` says what the call does ("get block X"), for errors. Raises
+        ``action`` names what the call does ("get block X"), for errors. Raises
         KuboRejection for an error from kubo and UnavailableError when the
         daemon cannot be reached, breaks the protocol or does not answer in
         time.
@@ -225,7 +225,7 @@ def _chain(error: BaseException) -> list[BaseException]:
 
 
 def _innermost(error: BaseException) -> str:
-    """Return the operating system's words for a failed connection, if any."""
+    """Return the operating system's message for a failed connection, if any."""
     for item in _chain(error):
         if isinstance(item, OSError) and item.strerror:
             return item.strerror.lower()

@@ -2,7 +2,7 @@
 
 Reading a layer walks its DAG depth first, in link order, which is the order
 in which ``dag/export`` streams the blocks. So after a walk reads a node, one
-export of the DAG under that node can answer the walk's next reads, instead
+export of the DAG under that node can serve the walk's next reads, instead
 of one request per block.
 
 Terms:
@@ -82,17 +82,17 @@ class ReadAhead:
         self._end_stream()
         self._forget_window()
 
-    def _read_until(self, wanted: Cid) -> bytes | None:
+    def _read_until(self, target: Cid) -> bytes | None:
         while len(self._window) < WINDOW_BLOCKS and self._window_bytes < WINDOW_BYTES:
             item = self._next()
             if item is None:
                 return None
             cid, block = item
-            if cid == wanted:
+            if cid == target:
                 return block
             self._window[cid] = block
             self._window_bytes += len(block)
-        log.debug("read %s outside the window of the stream; dropping it", wanted)
+        log.debug("read %s outside the window of the stream; dropping it", target)
         self.close()
         return None
 

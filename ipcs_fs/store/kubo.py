@@ -4,7 +4,7 @@ Terms:
 
 local block
     A block in the kubo node's own repository. Requests for local blocks
-    pass ``offline=true``, so kubo answers at once and never asks peers.
+    pass ``offline=true``, so kubo responds at once and requests nothing from peers.
 fetch
     Getting a block that the node does not hold from its peers over
     bitswap. Allowed unless the store is offline, and bounded by
@@ -85,7 +85,7 @@ DEFAULT_FETCH_TIMEOUT = 60.0
 """Seconds to wait for a block from peers, or for progress of a DAG fetch."""
 
 DEFAULT_REQUEST_TIMEOUT = 300.0
-"""Seconds to wait for kubo to answer a request that needs no peer."""
+"""Seconds to wait for kubo to respond to a request that needs no peer."""
 
 EMPTY_BLOCK_CID = Cid.for_block(RAW, b"")
 """The raw block of zero bytes: every empty file, device and whiteout links it."""
@@ -107,7 +107,7 @@ class KuboStore(BlockStore):
     seconds fails with NotFoundError naming the CID. ``get`` raises
     DataLossError naming the CID for a block that does not match it.
 
-    Raises UnavailableError at once if the daemon does not answer, and
+    Raises UnavailableError at once if the daemon does not respond, and
     InvalidArgumentError if ``api`` is not a multiaddr. Safe to use from
     several threads.
     """
@@ -162,7 +162,7 @@ class KuboStore(BlockStore):
         return self._verify(cid, self._fetch(cid))
 
     def get_local(self, cid: Cid) -> bytes | None:
-        """Return the block if the node holds it, else None; never asks peers.
+        """Return the block if the node has it, else None, without asking peers.
 
         Raises DataLossError naming the CID if the block does not match it.
         """
@@ -283,7 +283,7 @@ class KuboStore(BlockStore):
         car.seek(0)
         body, headers = multipart.stream_files(car)
         try:
-            answer = self._rpc.request(
+            response = self._rpc.request(
                 "/dag/import",
                 opts={"pin-roots": "false", "stats": "true"},
                 decoder="json",
@@ -298,7 +298,7 @@ class KuboStore(BlockStore):
                 f"failed to {action}: kubo at {self.api} rejected the blocks:"
                 f" {rejection.message}"
             ) from None
-        count = _single(answer).get("Stats", {}).get("BlockCount")
+        count = _single(response).get("Stats", {}).get("BlockCount")
         if count != len(blocks):
             raise DataLossError(
                 f"failed to {action}: kubo at {self.api} imported {count} blocks"
@@ -309,11 +309,11 @@ class KuboStore(BlockStore):
     def pin(self, cid: Cid) -> None:
         """Pin ``cid`` recursively, so kubo keeps its whole DAG.
 
-        kubo needs every block of the DAG for that: online, it fetches the
-        missing ones from peers (the pull of a layer); offline, a missing
-        block raises NotFoundError with kubo's message, which names it. A
-        fetch that makes no progress for ``fetch_timeout`` seconds raises
-        NotFoundError.
+        kubo needs every block of the DAG for that. Online, it fetches the
+        missing ones from peers, which is how a layer is pulled. Offline, a
+        missing block raises NotFoundError with kubo's message, which names
+        it. A fetch that makes no progress for ``fetch_timeout`` seconds
+        raises NotFoundError.
         """
         self._store_empty_block()
         try:
@@ -378,7 +378,7 @@ class KuboStore(BlockStore):
             )
 
     def _first_missing(self, cid: Cid) -> str:
-        """Return kubo's words on a block that the DAG under ``cid`` lacks."""
+        """Return kubo's message about a block that the DAG under ``cid`` lacks."""
         try:
             self._check_dag_offline(cid)
         except KuboRejection as rejection:
@@ -399,13 +399,13 @@ class KuboStore(BlockStore):
                 raise self._rejected(f"unpin {cid}", rejection) from None
 
     def pins(self) -> Iterator[Cid]:
-        answer = self._rpc.request(
+        response = self._rpc.request(
             "/pin/ls",
             opts={"type": "recursive"},
             decoder="json",
             action="list pins",
         )
-        keys = _single(answer).get("Keys") or {}
+        keys = _single(response).get("Keys") or {}
         return iter([Cid.parse(text) for text in keys])
 
     # Removal and listing
@@ -458,18 +458,19 @@ class KuboStore(BlockStore):
     def stat(self) -> StoreStat:
         """Return kubo's ``repo/stat``: its object count and its repository's
         size on disk, which includes kubo's own metadata, not block bytes alone."""
-        answer = _single(
+        response = _single(
             self._rpc.request("/repo/stat", decoder="json", action="read repo stat")
         )
         return StoreStat(
-            blocks=int(answer.get("NumObjects", 0)),
-            bytes=int(answer.get("RepoSize", 0)),
+            blocks=int(response.get("NumObjects", 0)),
+            bytes=int(response.get("RepoSize", 0)),
         )
 
     def collect_garbage(self) -> int:
         """Run kubo's garbage collection; return how many blocks it removed.
 
-        kubo removes every block that no pin reaches, whoever stored it.
+        kubo removes every block that no pin reaches, no matter which client
+        stored it.
         """
         removed = 0
         action = "collect garbage"
@@ -626,8 +627,9 @@ class _ChunkReader(io.RawIOBase):
         return count
 
 
-def _single(answer: Any) -> dict[str, Any]:
-    """Return the one JSON object of an answer that ipfshttpclient may wrap in a list."""
-    if isinstance(answer, list):
-        answer = answer[0] if answer else {}
-    return dict(answer)
+def _single(response: Any) -> dict[str, Any]:
+    """Return the one JSON object of a response that ipfshttpclient may wrap in
+    a list."""
+    if isinstance(response, list):
+        response = response[0] if response else {}
+    return dict(response)

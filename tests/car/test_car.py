@@ -129,7 +129,7 @@ def test_rejects_carv2() -> None:
         ("80", "header is not a map"),
         ("a165726f6f7473806776657273696f6e01", "header is not valid DAG-CBOR"),
         ("a265726f6f7473806776657273696f6e01", "roots is not a non-empty list"),
-        ("a265726f6f7473816161" + "6776657273696f6e01", "roots holds a value"),
+        ("a265726f6f7473816161" + "6776657273696f6e01", "roots contains a value"),
         (
             "a3616101" + "65726f6f747380" + "6776657273696f6e01",
             "header keys ['a', 'roots', 'version'], expected roots and version",

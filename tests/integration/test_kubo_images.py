@@ -5,9 +5,9 @@ Node A converts ``debian-bookworm``, ``debian-bookworm-rebuild`` and
 records exactly the blocks the converter wrote). The tests check the layer
 DAGs with kubo's own commands (``refs -r``, ``get``, ``add``, ``dag import``
 and ``dag export``). Node B, empty and connected to A alone on 127.0.0.1,
-then unpacks the three images, pulling blocks from A; its trees must equal
-unpacks of the original images, and for the rebuild it must receive little
-more than the blocks it lacked.
+then unpacks the three images, pulling blocks from A. Its trees must equal
+unpacks of the original images. For the rebuild, it must receive little more
+than the blocks it lacked.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ class Exports:
             self.closed += 1
 
 
-def test_walk_in_stream_order_is_served_from_one_stream() -> None:
+def test_walk_in_order_uses_one_stream() -> None:
     listed = blocks(10)
     exports = Exports(listed)
     ahead = ReadAhead(exports)

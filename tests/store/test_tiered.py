@@ -136,9 +136,7 @@ def test_pull_of_a_new_dag_copies_it_whole(tiered, local, kubo, peers) -> None:
     assert kubo.calls == []
 
 
-def test_pull_of_a_mostly_present_dag_copies_on_read(
-    tiered, local, kubo, peers
-) -> None:
+def test_pull_of_known_dag_copies_on_read(tiered, local, kubo, peers) -> None:
     old = [leaf(local, bytes([i])) for i in range(5)]
     for cid in old:
         kubo.put(cid, local.get(cid))
