@@ -217,20 +217,26 @@ def _apply_all(
 
 
 def _apply_one(state: LayerState, entry: TarEntry, source: str) -> None:
-    label = f"{entry.kind.value} {display(entry.name)}"
     try:
         apply_entry(state, entry)
     except RuleError as error:
-        raise error.kind(f"failed to apply {label} of {source}: {error}") from error
+        raise error.kind(
+            f"failed to apply {_label(entry)} of {source}: {error}"
+        ) from error
     except OSError as error:
-        raise _os_error(source, label, error) from error
+        raise _os_error(source, _label(entry), error) from error
     except ValueError as error:
         # os functions raise ValueError for names with a NUL byte.
         raise InvalidArgumentError(
-            f"failed to apply {label} of {source}: {error}"
+            f"failed to apply {_label(entry)} of {source}: {error}"
         ) from error
     finally:
         state.target.end_entry()
+
+
+def _label(entry: TarEntry) -> str:
+    """Name the entry for a message; built only on error, to spare the loop."""
+    return f"{entry.kind.value} {display(entry.name)}"
 
 
 def _os_error(source: str, label: str, error: OSError) -> IpcsError:

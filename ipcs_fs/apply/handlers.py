@@ -207,7 +207,9 @@ def _apply_file(
         _write_data(state, entry, fd)
         os.fchown(fd, entry.uid, entry.gid)
         os.fchmod(fd, entry.mode)
-        _write_xattrs(state, entry, _xattrs(state, entry), partial(os.setxattr, fd))
+        if entry.xattrs:
+            setter = partial(os.setxattr, fd)
+            _write_xattrs(state, entry, _xattrs(state, entry), setter)
         os.utime(fd, ns=_times(entry))
     finally:
         os.close(fd)

@@ -60,14 +60,21 @@ def clean_name(name: bytes) -> Components:
     becomes ``etc/x``. The result is ``()`` for every spelling of the root
     (``.``, ``./``, ``/``, ``..``).
     """
-    parts: list[bytes] = []
-    for part in name.split(b"/"):
+    # Layer names are mostly "./a/b" or "a/b". Past the "./", the membership
+    # tests (run in C) find the rare names that need the loop below.
+    if name.startswith(b"./"):
+        name = name[2:]
+    parts = name.split(b"/")
+    if b".." not in parts and b"." not in parts and b"" not in parts:
+        return tuple(parts)
+    cleaned: list[bytes] = []
+    for part in parts:
         if part == b"..":
-            if parts:
-                parts.pop()
+            if cleaned:
+                cleaned.pop()
         elif part and part != b".":
-            parts.append(part)
-    return tuple(parts)
+            cleaned.append(part)
+    return tuple(cleaned)
 
 
 def clean_link_name(name: bytes) -> Components | None:

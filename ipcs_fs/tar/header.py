@@ -201,19 +201,21 @@ def decode_header(block: bytes) -> TarEntry:
         _TEXT_FIELDS.unpack_from(block)
     )
     mode, uid, gid, size, mtime = _decode_numbers(block)
+    # Positional arguments, in TarEntry's field order: with keywords this
+    # function took 3.2 us instead of 2.7 us, once per entry.
     entry = TarEntry(
-        name=name.partition(b"\0")[0],
-        kind=_KINDS.get(typeflag, EntryKind.FILE),
-        typeflag=typeflag,
-        mode=mode & 0o7777,
-        uid=uid,
-        gid=gid,
-        uname=b"",
-        gname=b"",
-        mtime_ns=mtime * _NS_PER_SECOND,
-        size=size,
-        data_size=0 if typeflag[0] in HEADER_ONLY_TYPEFLAGS else size,
-        linkname=linkname.partition(b"\0")[0],
+        name.partition(b"\0")[0],  # name
+        _KINDS.get(typeflag, EntryKind.FILE),  # kind
+        typeflag,
+        mode & 0o7777,  # mode
+        uid,
+        gid,
+        b"",  # uname
+        b"",  # gname
+        mtime * _NS_PER_SECOND,  # mtime_ns
+        size,
+        0 if typeflag[0] in HEADER_ONLY_TYPEFLAGS else size,  # data_size
+        linkname.partition(b"\0")[0],  # linkname
     )
     if magic == GNU_MAGIC:
         _decode_gnu_fields(entry, block, uname, gname, prefix)

@@ -101,6 +101,8 @@ _SKIPPED = frozenset((b"V", b"M", b"N"))
 _EXTENSIONS = _PAX_LOCAL | {_PAX_GLOBAL, _LONG_NAME, _LONG_LINK} | _SKIPPED
 _OLD_SPARSE = b"S"
 _OLD_REGULAR = b"\0"
+# Typeflags whose header is followed by more blocks of the raw header.
+_NEEDS_RAW_HEADER = _EXTENSIONS | {_OLD_SPARSE}
 
 
 class _RawHeader:
@@ -337,7 +339,6 @@ class TarReader:
 
     def _read_entry(self) -> TarEntry | None:
         start = self._stream.offset
-        raw = _RawHeader(self._stream, self._max_header_bytes)
         # The previous entry's padding and this header block come in one
         # piece, so the raw header of a plain entry is a single bytes object.
         padding = self._padding
@@ -350,14 +351,22 @@ class TarReader:
             raise TarFormatError(
                 f"stream ends inside the padding, after {len(chunk)} of {padding} bytes"
             )
-        raw.add(chunk)
         block = chunk[padding:] if padding else chunk
         self._block_offset = start + padding
+        if len(block) == BLOCK_SIZE and block != ZERO_BLOCK:
+            verify_checksum(block)
+            if block[_TYPEFLAG] not in _NEEDS_RAW_HEADER:
+                # Most entries have no extension record: skip the bookkeeping.
+                return self._build_entry(None, block, start, chunk)
+        raw = _RawHeader(self._stream, self._max_header_bytes)
+        raw.add(chunk)
+        # The loop checks the first block's checksum again, which is cheap
+        # next to reading the extension records that follow it.
         while len(block) == BLOCK_SIZE and block != ZERO_BLOCK:
             verify_checksum(block)
             typeflag = block[_TYPEFLAG]
             if typeflag not in _EXTENSIONS:
-                return self._build_entry(raw, block, start)
+                return self._build_entry(raw, block, start, b"")
             self._read_extension(raw, block, typeflag)
             self._block_offset = self._stream.offset
             block = self._stream.take(BLOCK_SIZE)
@@ -418,13 +427,44 @@ class TarReader:
                 self._source,
             )
 
-    def _build_entry(self, raw: _RawHeader, block: bytes, start: int) -> TarEntry:
+    def _build_entry(
+        self, raw: _RawHeader | None, block: bytes, start: int, chunk: bytes
+    ) -> TarEntry:
+        """Decode the entry whose header block is ``block``.
+
+        ``raw`` holds the extension records read before it. It is None when
+        there were none and the entry needs no more blocks (not an old GNU
+        sparse file), and then ``chunk`` is the whole raw header.
+        """
         try:
             entry = decode_header(block)
         except TarFormatError:
-            self._name = raw.long_name or block[:100].partition(b"\0")[0]
+            long_name = raw.long_name if raw is not None else None
+            self._name = long_name or block[:100].partition(b"\0")[0]
             raise
         self._name = entry.name
+        if raw is not None:
+            self._apply_extensions(raw, entry)
+        elif self._globals:
+            apply_records(entry, merge_records(self._globals, []))
+        self._name = entry.name
+        if entry.typeflag == _OLD_REGULAR and entry.name.endswith(b"/"):
+            entry.kind = EntryKind.DIR
+            entry.data_size = 0
+        if raw is None:
+            entry.raw_header = chunk
+        else:
+            if entry.typeflag == _OLD_SPARSE:
+                self._apply_old_sparse(raw, entry, block)
+            elif raw.local:
+                self._apply_pax_sparse(raw, entry)
+            parts = raw.parts
+            entry.raw_header = parts[0] if len(parts) == 1 else b"".join(parts)
+        entry.offset = start
+        return entry
+
+    def _apply_extensions(self, raw: _RawHeader, entry: TarEntry) -> None:
+        """Apply the PAX records in force and GNU long names to ``entry``."""
         if raw.local or self._globals:
             apply_records(entry, merge_records(self._globals, raw.local or []))
         # An empty long name or link leaves the header's own, as in Go.
@@ -432,18 +472,6 @@ class TarReader:
             entry.name = raw.long_name
         if raw.long_link:
             entry.linkname = raw.long_link
-        self._name = entry.name
-        if entry.typeflag == _OLD_REGULAR and entry.name.endswith(b"/"):
-            entry.kind = EntryKind.DIR
-            entry.data_size = 0
-        if entry.typeflag == _OLD_SPARSE:
-            self._apply_old_sparse(raw, entry, block)
-        elif raw.local:
-            self._apply_pax_sparse(raw, entry)
-        parts = raw.parts
-        entry.raw_header = parts[0] if len(parts) == 1 else b"".join(parts)
-        entry.offset = start
-        return entry
 
     def _apply_old_sparse(self, raw: _RawHeader, entry: TarEntry, block: bytes) -> None:
         if raw.local and has_sparse_records(raw.local):
