@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
-
-_HERE = Path(__file__).resolve().parent
 
 
 def main() -> int:
     steps = [
         [sys.executable, "-m", "benchmarks.convert"],
-        [sys.executable, str(_HERE / "apply.py")],
+        [sys.executable, "-m", "benchmarks.apply"],
         [sys.executable, "-m", "benchmarks.kubo"],
     ]
     for step in steps:
