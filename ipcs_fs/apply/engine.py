@@ -121,7 +121,11 @@ class ApplyStats:
 
 
 class EntrySource(Protocol):
-    """Tar entries with their data: what :class:`TarReader` provides."""
+    """Tar entries with their data: what :class:`TarReader` provides.
+
+    A source that also has ``copy_data(fd, offset, size) -> int``, as
+    :class:`TarReader` does, writes each file's data into the file itself.
+    """
 
     def __iter__(self) -> Iterator[TarEntry]: ...
 

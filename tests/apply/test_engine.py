@@ -6,6 +6,7 @@ root, and checks the exact tree or the exact error.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import resource
@@ -16,11 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.tree import NodeType, snapshot
+from fixtures.tree import Node, NodeType, snapshot
+from ipcs_fs.apply import apply_entries, apply_layer
 from ipcs_fs.errors import (
     InvalidArgumentError,
     ResourceExhaustedError,
 )
+from ipcs_fs.tar import TarEntry, TarReader
 from tests.apply.layers import (
     T0_NS,
     apply,
@@ -522,3 +525,61 @@ def test_stats_count_entries_and_bytes(tmp_path: Path) -> None:
     stats = apply(tmp_path, directory("d/"), file("d/a", b"abc"), symlink("s", "d"))
 
     assert (stats.entries, stats.bytes_written, stats.whiteouts) == (3, 3, 0)
+
+
+# Data sources
+
+
+_BIG = bytes(range(256)) * 2048  # 512 KiB: past the reader's buffer
+
+
+def _data_layer() -> bytes:
+    return layer(
+        file("small", b"s" * 1000),
+        file("big", _BIG, mode=0o600),
+        file("empty"),
+        file("after", b"a" * 70_000),
+    )
+
+
+def _data_tree() -> dict[bytes, Node]:
+    return {
+        b"small": file_node(b"s" * 1000),
+        b"big": file_node(_BIG, mode=0o600),
+        b"empty": file_node(b""),
+        b"after": file_node(b"a" * 70_000),
+    }
+
+
+def test_layer_file_gives_same_tree(tmp_path: Path) -> None:
+    (tmp_path / "layer.tar").write_bytes(_data_layer())
+    root = tmp_path / "root"
+    root.mkdir()
+
+    with open(tmp_path / "layer.tar", "rb") as stream:
+        stats = apply_layer(stream, root, source="layer.tar")
+
+    assert_tree(root, _data_tree())
+    assert stats.bytes_written == 1000 + len(_BIG) + 70_000
+
+
+class _ReadintoOnly:
+    """A source with the protocol's methods alone, without copy_data."""
+
+    def __init__(self, data: bytes) -> None:
+        self._reader = TarReader(io.BytesIO(data))
+
+    def __iter__(self) -> Iterator[TarEntry]:
+        return iter(self._reader)
+
+    def readinto_data(self, buffer: bytearray | memoryview) -> int:
+        return self._reader.readinto_data(buffer)
+
+
+def test_source_without_copy_data(tmp_path: Path) -> None:
+    source = _ReadintoOnly(_data_layer())
+
+    stats = apply_entries(source, tmp_path, source="readinto-only")
+
+    assert_tree(tmp_path, _data_tree())
+    assert stats.entries == 4
