@@ -41,8 +41,8 @@ CHUNK_BYTES = 1 << 20
 """About how many bytes of the tar a :class:`RebuiltTar` hashes and hands out
 at a time."""
 HASH_QUEUE_BYTES = 8 << 20
-"""How far, in bytes, the hash thread of a :class:`RebuiltTar` may fall behind
-the reader before the reader waits."""
+"""Bytes at most queued for the hash thread of a :class:`RebuiltTar`. Past
+that, the reader waits."""
 
 Get = Callable[[Cid], bytes]
 
