@@ -72,7 +72,7 @@ class TarStreamWriter:
         self._levels: list[list[_Child]] = []
 
     def add_raw(self, data: bytes | memoryview) -> None:
-        """Add bytes that the tar holds verbatim (headers, padding, trailer)."""
+        """Add bytes that the tar contains verbatim (headers, padding, trailer)."""
         view = memoryview(data)
         while view:
             length = self._raw_room(len(view))
@@ -121,10 +121,10 @@ class TarStreamWriter:
             and len(self._records) + record_length <= LEAF_RECORDS_LIMIT
         )
 
-    def _raw_room(self, wanted: int) -> int:
-        """Largest RAW length up to ``wanted`` whose record fits the leaf."""
+    def _raw_room(self, requested: int) -> int:
+        """Largest RAW length up to ``requested`` whose record fits the leaf."""
         space = LEAF_RECORDS_LIMIT - len(self._records)
-        length = min(wanted, space - 1 - len(encode_varint(space)))
+        length = min(requested, space - 1 - len(encode_varint(space)))
         while length > 0 and 1 + len(encode_varint(length)) + length > space:
             length -= 1
         return max(length, 0)
@@ -348,7 +348,7 @@ def _read_regions(get: Get, tag: int, link: Link, regions: list[tuple[int, int]]
         region = next(pending, None)
     if region is not None or (tag == _DATA and position != regions[0][1]):
         raise DataLossError(
-            f"file {link.cid} holds {position} bytes, which does not cover what the"
+            f"file {link.cid} has {position} bytes, which does not cover what the"
             " tar stream references"
         )
 
