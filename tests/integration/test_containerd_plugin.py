@@ -96,15 +96,26 @@ def _committed_top(daemon: Containerd) -> str:
     return tops[0]
 
 
+_SNAPSHOT_ATTEMPTS = 3
+
+
 def _create_snapshot(daemon: Containerd, kind: str, key: str, parent: str) -> list:
     """Create an active (``prepare``) or ``view`` snapshot; return its mounts.
 
     A snapshot that no image, container or lease references is removed by
     the next garbage collection, so it is labelled as a root at once.
     """
-    output = daemon.output("snapshots", kind, "--mounts", key, parent)
-    daemon.ctr("snapshots", "label", key, "containerd.io/gc.root=test")
-    return [_mount_fields(mount) for mount in json.loads(output)]
+    for attempt in range(_SNAPSHOT_ATTEMPTS):
+        output = daemon.output("snapshots", kind, "--mounts", key, parent)
+        try:
+            daemon.ctr("snapshots", "label", key, "containerd.io/gc.root=test")
+        except CtrCommandError as error:
+            # A collection that ran between the two commands removed it.
+            if "does not exist" not in str(error) or attempt + 1 == _SNAPSHOT_ATTEMPTS:
+                raise
+            continue
+        return [_mount_fields(mount) for mount in json.loads(output)]
+    raise AssertionError("unreachable")
 
 
 def _mount_fields(mount: dict) -> dict[str, object]:
