@@ -40,7 +40,7 @@ _BYTES = 2
 
 
 class Kind(enum.IntEnum):
-    """What an entry under ``rootfs`` is."""
+    """The kind of an entry under ``rootfs``."""
 
     FILE = 1
     DIR = 2

@@ -42,7 +42,7 @@ def load_root_block(source: ImageSource, store: BlockStore, layer: Descriptor) -
     """Make sure the store holds the layer's root block; return its CID.
 
     The root block is the layer's blob, so an image carries it even when the
-    store does not; it is copied in after its digest has been checked.
+    store does not. It is copied in after its digest has been checked.
     """
     cid = root_cid_of(layer)
     if store.has(cid):

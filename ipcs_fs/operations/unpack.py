@@ -2,7 +2,7 @@
 
 Both layer kinds go through the same apply engine; each layer's tar is checked
 against the config's diff_id as it is read. A failure leaves the directory
-incomplete, and the error message tells the caller to remove it.
+incomplete, and the error message asks the caller to remove it.
 """
 
 from __future__ import annotations
