@@ -45,8 +45,9 @@ test: venv tools images
 test-unit: venv
 	$(call PYTEST,-m "not integration")
 
+# The suite's rounds (RUNS, default 3) take about a minute each on 2 cores.
 bench: venv tools images
-	$(VENV)/bin/python -m benchmarks.run
+	$(VENV)/bin/python -m benchmarks.run $(if $(RUNS),--runs $(RUNS))
 
 clean:
 	rm -rf $(VENV) build *.egg-info
