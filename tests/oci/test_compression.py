@@ -10,6 +10,7 @@ import pytest
 import zstandard
 
 from ipcs_fs.errors import InvalidArgumentError, UnimplementedError
+from ipcs_fs.oci import compression
 from ipcs_fs.oci.compression import (
     gzip_compress_chunks,
     gzip_compress_stream,
@@ -104,6 +105,80 @@ def test_gzip_garbage_after_member_raises():
 
     with pytest.raises(InvalidArgumentError, match="at member 2: invalid data"):
         _read_all(data)
+
+
+def test_gzip_short_garbage_after_member_raises_at_once():
+    # Eight bytes are fewer than a gzip header, but the error must name the
+    # wrong magic, not a truncated member.
+    data = gzip.compress(PARTS[0]) + b"GARBAGE!"
+
+    with pytest.raises(InvalidArgumentError) as caught:
+        _read_all(data)
+
+    assert str(caught.value) == (
+        "failed to decompress gzip layer at member 2: invalid data:"
+        " Error -3 while decompressing data: incorrect header check"
+    )
+
+
+@pytest.mark.parametrize("flags", [0x20, 0x40, 0x80])
+def test_gzip_reserved_header_flags_raise(flags):
+    member = bytearray(gzip.compress(PARTS[2], mtime=0))
+    member[3] |= flags
+
+    with pytest.raises(InvalidArgumentError) as caught:
+        _read_all(gzip.compress(PARTS[0]) + bytes(member))
+
+    assert str(caught.value) == (
+        "failed to decompress gzip layer at member 2: invalid data:"
+        " Error -3 while decompressing data: unknown header flags set"
+    )
+
+
+def test_gzip_unknown_method_raises():
+    member = bytearray(gzip.compress(PARTS[2], mtime=0))
+    member[2] = 7
+
+    with pytest.raises(InvalidArgumentError) as caught:
+        _read_all(bytes(member))
+
+    assert str(caught.value) == (
+        "failed to decompress gzip layer at member 1: invalid data:"
+        " Error -3 while decompressing data: unknown compression method"
+    )
+
+
+@pytest.mark.parametrize("split", [1, 2, 3])
+def test_gzip_member_header_across_reads(split):
+    # Zero padding puts the second member's first bytes at the end of the
+    # first 1 MiB read of the blob and the rest in the next read.
+    first = gzip.compress(PARTS[2], mtime=0)
+    second = gzip.compress(PARTS[1], mtime=0)
+    padding = b"\0" * ((1 << 20) - split - len(first))
+
+    assert _read_all(first + padding + second) == PARTS[2] + PARTS[1]
+
+
+def test_gzip_reserved_flags_across_reads_raise():
+    first = gzip.compress(PARTS[2], mtime=0)
+    second = bytearray(gzip.compress(PARTS[1], mtime=0))
+    second[3] |= 0x80
+    padding = b"\0" * ((1 << 20) - 2 - len(first))
+
+    with pytest.raises(InvalidArgumentError, match="member 2: .* unknown header flags"):
+        _read_all(first + padding + bytes(second))
+
+
+def test_gzip_member_start_truncated_raises():
+    data = gzip.compress(PARTS[0]) + b"\x1f\x8b\x08"
+
+    with pytest.raises(InvalidArgumentError) as caught:
+        _read_all(data)
+
+    assert str(caught.value) == (
+        "failed to decompress gzip layer at member 2:"
+        " truncated: the stream ends inside a member"
+    )
 
 
 def test_gzip_corrupt_crc_raises():
@@ -304,3 +379,52 @@ def test_gzip_compress_stream_round_trip():
 
     assert written == len(destination.getvalue())
     assert _read_all(destination.getvalue()) == WHOLE
+
+
+def _mutated_gzip(rng: random.Random) -> bytes:
+    """Gzip members with padding and optional header fields, mostly mutated."""
+    data = bytearray()
+    for _ in range(rng.randrange(1, 4)):
+        part = PARTS[rng.randrange(3)][: rng.choice([0, 100, 5000, 400_000])]
+        compressor = zlib.compressobj(rng.choice([1, 6]), zlib.DEFLATED, 31)
+        member = bytearray(compressor.compress(part) + compressor.flush())
+        if rng.random() < 0.3:
+            # FNAME: a zero-terminated name after the fixed header.
+            member[3] |= 0x08
+            member[10:10] = b"name\0"
+        data += member + b"\0" * rng.choice([0, 0, 7])
+    position = rng.randrange(len(data))
+    match rng.randrange(7):
+        case 0:
+            del data[position:]
+        case 1:
+            data[position] ^= 1 << rng.randrange(8)
+        case 2:
+            data[rng.randrange(10)] ^= 1 << rng.randrange(8)
+        case 3:
+            data += rng.randbytes(rng.randrange(1, 20))
+        case 4:
+            data += b"\x1f\x8b" + rng.randbytes(rng.randrange(0, 12))
+    return bytes(data)
+
+
+def _outcome(data: bytes) -> tuple[str, bytes | str]:
+    try:
+        return "ok", _read_all(data, size=65536)
+    except InvalidArgumentError as error:
+        # ISA-L's messages for deflate errors differ from zlib's, so only the
+        # member number is compared.
+        return "error", str(error).split(":")[0]
+
+
+def test_gzip_accepts_and_rejects_like_zlib(monkeypatch):
+    rng = random.Random(7)
+    streams = [_mutated_gzip(rng) for _ in range(150)]
+    streams = [data for data in streams if data.startswith(b"\x1f\x8b")]
+
+    ours = [_outcome(data) for data in streams]
+    monkeypatch.setattr(compression, "isal_zlib", zlib)
+    reference = [_outcome(data) for data in streams]
+
+    assert ours == reference
+    assert 20 < sum(kind == "ok" for kind, _ in ours) < len(ours) - 50
