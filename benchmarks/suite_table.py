@@ -111,11 +111,16 @@ def _header(document: dict) -> list[str]:
         f" {layer['tar_bytes'] / 2**20:.1f} MiB tar, {layer['entries']} entries)."
     )
     runs_line = (
-        f"- Median of {document['runs']} runs after {document['warmup']}"
-        " warm-up runs. Each ratio is the median of the per-run ratios."
+        f"- Median of {_count(document['runs'], 'run')} after"
+        f" {_count(document['warmup'], 'warm-up run')}. Each ratio is the median"
+        " of the per-run ratios."
     )
     title = f"ipcs-fs benchmark suite, {document['date']}"
     return [title, "", machine_line, versions_line, layer_line, runs_line]
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 def _cells(row: dict) -> list[str]:
