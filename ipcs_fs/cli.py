@@ -205,6 +205,12 @@ def _add_unpack(commands) -> None:
         metavar="OS/ARCH",
         help="platform to unpack from a multi-platform image (default: this machine's)",
     )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="hash every layer's tar against its diff_id, also layers that the"
+        " block store records as verified by an earlier convert or unpack",
+    )
     parser.set_defaults(run=_run_unpack)
 
 
@@ -373,6 +379,7 @@ def _run_unpack(args) -> int:
             store,
             platform=args.platform,
             progress=_progress_printer(),
+            verify=args.verify,
         )
     print(summary.to_text())
     return 0

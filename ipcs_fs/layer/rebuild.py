@@ -6,11 +6,17 @@ tar stream and the content DAGs and hashed as it goes. When the stream reaches
 its end, it raises DataLossError unless the bytes hash to the layer's diff_id
 and have its declared length. So a consumer that reads to the end (the tar reader
 does, to collect the trailer) never accepts a tar that is not the original.
+
+A *verified layer* is a layer root whose rebuilt tar was hashed and matched its
+diff_id, as recorded by a :class:`VerifiedLayers` (the embedded store is one).
+Rebuilding it again from the same store need not hash it again; see
+:class:`RebuiltTar`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import queue
 import threading
 import weakref
@@ -18,7 +24,7 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..errors import DataLossError, InvalidArgumentError
+from ..errors import DataLossError, InvalidArgumentError, IpcsError
 from ..ids import DAG_PB, Cid, Digest
 from ..unixfs import DataType, Link, decode_data, decode_node
 from .records import LayerHeader, decode_layer_header
@@ -31,8 +37,11 @@ __all__ = [
     "TAR_STREAM_NAME",
     "LayerRoot",
     "RebuiltTar",
+    "VerifiedLayers",
     "read_layer_root",
 ]
+
+log = logging.getLogger(__name__)
 
 ROOTFS_NAME = b"rootfs"
 TAR_STREAM_NAME = b"tar-stream"
@@ -89,6 +98,26 @@ def _decode_layer_root(cid: Cid, block: bytes) -> LayerRoot:
     return LayerRoot(cid, header, node.links[0], node.links[1])
 
 
+class VerifiedLayers(Protocol):
+    """A record of layer roots whose rebuilt tar matched their diff_id.
+
+    Only the code that checked a layer writes its record, and a record holds
+    only for the store whose blocks were checked.
+    """
+
+    def verified_diff_id(self, root: Cid) -> Digest | None:
+        """Return the diff_id recorded for ``root``, or None."""
+        ...
+
+    def record_verified(self, root: Cid, diff_id: Digest) -> None:
+        """Record that the blocks under ``root`` rebuild a tar with ``diff_id``."""
+        ...
+
+    def forget_verified(self, root: Cid) -> None:
+        """Drop the record of ``root``, if any."""
+        ...
+
+
 class RebuiltTar:
     """A readable stream of a layer's original tar, verified at its end.
 
@@ -102,6 +131,16 @@ class RebuiltTar:
     reaches the end waits for it before it checks the diff_id. hashlib
     releases the GIL while it hashes a chunk, so on 2 cores this took a
     sixth off the time to unpack the Debian base layer.
+
+    With ``verified_layers``, a root recorded there with its diff_id is
+    not hashed again unless ``recheck`` is true, and a hash that matches is
+    recorded there. Skipping the hash is safe because blocks are named by
+    their hashes: ``get`` must return the bytes of the CID asked for, as the
+    embedded store does for every block that ipcs-fs puts in it, so the
+    same root rebuilds the same tar that was hashed. Every other check (the
+    DAG's shape, each declared size, the tar's length, ``max_bytes``) still
+    runs. A block changed on disk behind the store's back goes unnoticed
+    then; ``recheck`` finds it.
 
     An error of the rebuild (a missing block, a DAG that breaks the format, a
     wrong diff_id) is raised by the read that reaches where it happened, and
@@ -117,6 +156,8 @@ class RebuiltTar:
         expected_diff_id: Digest | None = None,
         max_bytes: int | None = None,
         hash_thread: bool = True,
+        verified_layers: VerifiedLayers | None = None,
+        recheck: bool = False,
     ) -> None:
         if expected_diff_id is not None and expected_diff_id != root.diff_id:
             raise DataLossError(
@@ -127,11 +168,12 @@ class RebuiltTar:
         if max_bytes is not None:
             limit = min(limit, max_bytes)
         self._root = root
-        self._sha256: _Sha256 = hashlib.sha256()
-        if hash_thread:
-            hasher = _ThreadedSha256()
-            weakref.finalize(self, hasher.stop)
-            self._sha256 = hasher
+        self._verified_layers = verified_layers
+        self.hashed = recheck or not _is_recorded(verified_layers, root)
+        """Whether the stream hashes the tar, or trusts a verified-layer record."""
+        self._sha256: _Sha256 | None = None
+        if self.hashed:
+            self._sha256 = _new_sha256(self, hash_thread)
         pieces = iter_tar_stream(get, root.tar_stream.cid, max_tar_size=limit)
         self._chunks = _joined(pieces)
         self._current = memoryview(b"")
@@ -199,20 +241,79 @@ class RebuiltTar:
         except BaseException as error:
             self._failure = error
             raise
-        self._sha256.update(chunk)
+        if self._sha256 is not None:
+            self._sha256.update(chunk)
         self.size += len(chunk)
         self._current = memoryview(chunk)
         return True
 
     def _check_end(self) -> None:
+        root = self._root
+        if self._sha256 is None:
+            if self.size != root.header.tar_size:
+                raise DataLossError(
+                    f"layer {root.cid} rebuilds a tar of {self.size} bytes, but"
+                    f" its layer header records {root.header.tar_size} bytes"
+                )
+            return
         actual = Digest(self._sha256.hexdigest())
-        if actual != self._root.diff_id or self.size != self._root.header.tar_size:
+        if actual != root.diff_id or self.size != root.header.tar_size:
+            if self._verified_layers is not None:
+                _forget(self._verified_layers, root)
             raise DataLossError(
-                f"layer {self._root.cid} rebuilds a tar of {self.size} bytes with"
+                f"layer {root.cid} rebuilds a tar of {self.size} bytes with"
                 f" diff_id {actual}, but its layer header records"
-                f" {self._root.header.tar_size} bytes with diff_id"
-                f" {self._root.diff_id}"
+                f" {root.header.tar_size} bytes with diff_id {root.diff_id}"
             )
+        if self._verified_layers is not None:
+            _record(self._verified_layers, root)
+
+
+def _is_recorded(verified_layers: VerifiedLayers | None, root: LayerRoot) -> bool:
+    if verified_layers is None:
+        return False
+    recorded = verified_layers.verified_diff_id(root.cid)
+    if recorded is None:
+        return False
+    if recorded != root.diff_id:
+        # The record cannot disagree with the root block it names unless the
+        # store was changed by hand; hashing settles it.
+        log.warning(
+            "layer %s: verified-layer record has diff_id %s but the layer header"
+            " has %s; hashing the tar",
+            root.cid,
+            recorded,
+            root.diff_id,
+        )
+        return False
+    log.debug("layer %s was verified before; not hashing its tar", root.cid)
+    return True
+
+
+def _record(verified_layers: VerifiedLayers, root: LayerRoot) -> None:
+    # The tar is complete and correct whether or not the record is written,
+    # so a store that cannot write now only costs the next rebuild a hash.
+    try:
+        verified_layers.record_verified(root.cid, root.diff_id)
+    except IpcsError as error:
+        log.warning("failed to record layer %s as verified: %s", root.cid, error)
+
+
+def _forget(verified_layers: VerifiedLayers, root: LayerRoot) -> None:
+    # A recheck that fails must not leave a record that lets the next
+    # rebuild skip the hash.
+    try:
+        verified_layers.forget_verified(root.cid)
+    except IpcsError as error:
+        log.warning("failed to drop the record of layer %s: %s", root.cid, error)
+
+
+def _new_sha256(stream: RebuiltTar, hash_thread: bool) -> _Sha256:
+    if not hash_thread:
+        return hashlib.sha256()
+    hasher = _ThreadedSha256()
+    weakref.finalize(stream, hasher.stop)
+    return hasher
 
 
 def _joined(pieces: Iterator[bytes | memoryview]) -> Generator[bytes, None, None]:

@@ -34,7 +34,7 @@ from ..oci.mediatypes import (
 from ..oci.transport import open_sink, open_source
 from ..progress import NoProgress, Progress
 from ..readahead import ReadAhead
-from ..store import BlockStore
+from ..store import BlockStore, EmbeddedStore
 from .layers import (
     MISSING_BLOCKS_HINT,
     diff_ids_of,
@@ -245,6 +245,10 @@ class _Converter:
                 tar, batch.put, source=str(layer.digest), expected_diff_id=diff_id
             )
         self._store.pin(result.root_cid)
+        if isinstance(self._store, EmbeddedStore):
+            # The tar stream keeps every byte of the tar that was just hashed,
+            # so an unpack from this store need not hash the rebuilt tar again.
+            self._store.record_verified(result.root_cid, result.diff_id)
         annotations = {
             **layer.annotations,
             ANNOTATION_ROOT_CID: str(result.root_cid),

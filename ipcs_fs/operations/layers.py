@@ -12,7 +12,7 @@ from __future__ import annotations
 from ..errors import InvalidArgumentError, NotFoundError
 from ..ids import DAG_PB, Cid, Digest
 from ..layer.hashing import HashingReader
-from ..layer.rebuild import RebuiltTar, read_layer_root
+from ..layer.rebuild import RebuiltTar, VerifiedLayers, read_layer_root
 from ..oci.compression import open_uncompressed
 from ..oci.descriptor import Descriptor
 from ..oci.image import ImageSource, ManifestRef
@@ -57,13 +57,29 @@ def load_root_block(source: ImageSource, store: BlockStore, layer: Descriptor) -
 
 
 def open_layer_tar(
-    source: ImageSource, store: BlockStore, layer: Descriptor, diff_id: Digest
+    source: ImageSource,
+    store: BlockStore,
+    layer: Descriptor,
+    diff_id: Digest,
+    *,
+    verified_layers: VerifiedLayers | None = None,
+    recheck: bool = False,
 ):
-    """Return the layer's uncompressed tar as a stream verified at its end."""
+    """Return the layer's uncompressed tar as a stream verified at its end.
+
+    ``verified_layers`` and ``recheck`` go to :class:`RebuiltTar` for a
+    file-granular layer.
+    """
     if is_file_granular(layer.media_type):
         cid = load_root_block(source, store, layer)
         root = read_layer_root(store.get, cid)
-        return RebuiltTar(store.get, root, expected_diff_id=diff_id)
+        return RebuiltTar(
+            store.get,
+            root,
+            expected_diff_id=diff_id,
+            verified_layers=verified_layers,
+            recheck=recheck,
+        )
     blob = source.open_blob(layer)
     tar = open_uncompressed(blob, layer.media_type)
     return HashingReader(tar, expected=diff_id, source=str(layer.digest))

@@ -3,6 +3,10 @@
 Both layer kinds go through the same apply engine; each layer's tar is checked
 against the config's diff_id as it is read. A failure leaves the directory
 incomplete, and the error message asks the caller to remove it.
+
+A file-granular layer whose tar the embedded store records as verified (by its
+conversion or an earlier unpack from that store) is not hashed again, unless
+the caller asks for a recheck; see :class:`~ipcs_fs.layer.rebuild.RebuiltTar`.
 """
 
 from __future__ import annotations
@@ -10,16 +14,22 @@ from __future__ import annotations
 import logging
 import platform as host
 import time
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..apply import ApplyOptions, ApplyStats, apply_layer
 from ..errors import InvalidArgumentError, IpcsError, NotFoundError
-from ..oci.image import ManifestRef
+from ..ids import Digest
+from ..layer.hashing import HashingReader
+from ..layer.rebuild import RebuiltTar
+from ..oci.descriptor import Descriptor
+from ..oci.image import ImageSource, ManifestRef
 from ..oci.transport import open_source
 from ..progress import NoProgress, Progress
-from ..store import BlockStore
+from ..store import BlockStore, EmbeddedStore
+from ..tar.reader import ReadableStream
 from .layers import MISSING_BLOCKS_HINT, diff_ids_of, open_layer_tar
 
 __all__ = ["UnpackSummary", "host_platform", "select_manifest", "unpack_image"]
@@ -89,11 +99,16 @@ def unpack_image(
     platform: str | None = None,
     progress: Progress | None = None,
     options: ApplyOptions | None = None,
+    verify: bool = False,
 ) -> UnpackSummary:
     """Apply the layers of ``reference`` for ``platform`` into ``directory``.
 
     ``directory`` must be absent or empty. Raises the error of the first layer
     that fails, naming the layer; the directory is then incomplete.
+
+    With an :class:`EmbeddedStore`, a file-granular layer that the store
+    records as verified is not hashed. ``verify`` hashes every layer all the
+    same, and drops the record of a layer that fails.
     """
     started = time.monotonic()
     progress = progress or NoProgress()
@@ -105,25 +120,54 @@ def unpack_image(
         summary = UnpackSummary(reference, directory, str(ref.platform or "unknown"))
         for layer, diff_id in zip(ref.manifest.layers, diff_ids_of(ref), strict=True):
             progress.task(f"layer {layer.digest.hex[:12]}")
-            try:
-                with closing(open_layer_tar(source, store, layer, diff_id)) as tar:
-                    stats = apply_layer(
-                        tar,
-                        directory,
-                        source=str(layer.digest),
-                        options=options or ApplyOptions(),
-                    )
-            except IpcsError as error:
-                hint = MISSING_BLOCKS_HINT if isinstance(error, NotFoundError) else ""
-                raise type(error)(
-                    f"failed to apply layer {layer.digest}: {error}; {directory} is"
-                    f" incomplete and should be removed{hint}"
-                ) from error
+            tar = _open_layer(source, store, layer, diff_id, directory, verify)
+            with closing(tar):
+                stats = _apply(tar, layer, directory, options or ApplyOptions())
             progress.advance(stats.bytes_written)
             progress.done()
             summary.layers.append((str(layer.digest), stats))
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _open_layer(
+    source: ImageSource,
+    store: BlockStore,
+    layer: Descriptor,
+    diff_id: Digest,
+    directory: Path,
+    verify: bool,
+) -> RebuiltTar | HashingReader:
+    verified_layers = store if isinstance(store, EmbeddedStore) else None
+    with _naming_layer(layer, directory):
+        return open_layer_tar(
+            source,
+            store,
+            layer,
+            diff_id,
+            verified_layers=verified_layers,
+            recheck=verify,
+        )
+
+
+def _apply(
+    tar: ReadableStream, layer: Descriptor, directory: Path, options: ApplyOptions
+) -> ApplyStats:
+    with _naming_layer(layer, directory):
+        return apply_layer(tar, directory, source=str(layer.digest), options=options)
+
+
+@contextmanager
+def _naming_layer(layer: Descriptor, directory: Path) -> Iterator[None]:
+    """Raise errors again with the layer and the state of ``directory``."""
+    try:
+        yield
+    except IpcsError as error:
+        hint = MISSING_BLOCKS_HINT if isinstance(error, NotFoundError) else ""
+        raise type(error)(
+            f"failed to apply layer {layer.digest}: {error}; {directory} is"
+            f" incomplete and should be removed{hint}"
+        ) from error
 
 
 def _prepare(directory: Path) -> None:

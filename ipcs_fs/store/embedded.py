@@ -18,6 +18,10 @@ Schema version 1:
 ``totals(blocks, bytes)``
     One row kept up to date by triggers, so :meth:`EmbeddedStore.stat` costs
     one read instead of a scan.
+``verified_layers(root, diff_id)``
+    Layer roots whose rebuilt tar ipcs-fs has checked against their diff_id
+    (binary CID and the 32-byte sha256). Stores made before the table
+    existed get it when they are next opened, so the schema version stays 1.
 
 Why it is safe:
 
@@ -63,7 +67,7 @@ from ..errors import (
     ResourceExhaustedError,
     UnavailableError,
 )
-from ..ids import Cid
+from ..ids import Cid, Digest
 from ._sqlite import (
     contains,
     error_code,
@@ -102,6 +106,11 @@ _PAGE_ROWS = 1024
 # not leave a large file behind.
 _JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 
+_VERIFIED_LAYERS_TABLE = """CREATE TABLE IF NOT EXISTS verified_layers (
+    root BLOB PRIMARY KEY,
+    diff_id BLOB NOT NULL
+) WITHOUT ROWID"""
+
 _SCHEMA = (
     """CREATE TABLE blocks (
         id INTEGER PRIMARY KEY,
@@ -123,6 +132,7 @@ _SCHEMA = (
     """CREATE TRIGGER blocks_count_delete AFTER DELETE ON blocks BEGIN
         UPDATE totals SET blocks = blocks - 1, bytes = bytes - OLD.size;
     END""",
+    _VERIFIED_LAYERS_TABLE,
     f"PRAGMA application_id = {APPLICATION_ID}",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
@@ -243,7 +253,13 @@ class EmbeddedStore(BlockStore):
             cursor = connection.executemany(
                 "DELETE FROM blocks WHERE cid = ?", ((key,) for key in keys)
             )
-            return cursor.rowcount
+            deleted = cursor.rowcount
+            # A record outlives no root: the layer is checked again if its
+            # blocks come back.
+            connection.executemany(
+                "DELETE FROM verified_layers WHERE root = ?", ((key,) for key in keys)
+            )
+            return deleted
 
         return self._run(lambda c: write_transaction(c, remove), "delete blocks")
 
@@ -254,6 +270,49 @@ class EmbeddedStore(BlockStore):
         query = "SELECT blocks, bytes FROM totals WHERE id = 0"
         blocks, size = self._run(lambda c: c.execute(query).fetchone(), "read totals")
         return StoreStat(blocks=blocks, bytes=size)
+
+    def verified_diff_id(self, root: Cid) -> Digest | None:
+        """Return the diff_id recorded for the layer root ``root``, or None.
+
+        A record means that this store's blocks under ``root`` rebuilt a tar
+        with that diff_id when :meth:`record_verified` was called.
+        """
+        query = "SELECT diff_id FROM verified_layers WHERE root = ?"
+        row = self._run(
+            lambda c: c.execute(query, (root.raw,)).fetchone(),
+            "look up the verified layer",
+            root,
+        )
+        return None if row is None else Digest(row[0].hex())
+
+    def record_verified(self, root: Cid, diff_id: Digest) -> None:
+        """Record that the blocks under ``root`` rebuild a tar with ``diff_id``.
+
+        Call it only after hashing that tar, or after converting the tar
+        whose hash was ``diff_id`` into these blocks. ipcs-fs stores a block
+        only under a CID computed from or checked against its bytes, so the
+        DAG under ``root`` stays the one that was checked. :meth:`delete`
+        drops the record with the root block.
+        """
+        row = (root.raw, bytes.fromhex(diff_id.hex))
+
+        def insert(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                "INSERT OR REPLACE INTO verified_layers (root, diff_id) VALUES (?, ?)",
+                row,
+            )
+
+        self._run(lambda c: write_transaction(c, insert), "record verified layer", root)
+
+    def forget_verified(self, root: Cid) -> None:
+        """Drop the record of ``root`` that :meth:`record_verified` wrote, if any."""
+        self._run(
+            lambda c: c.execute(
+                "DELETE FROM verified_layers WHERE root = ?", (root.raw,)
+            ),
+            "drop the record of verified layer",
+            root,
+        )
 
     def close(self) -> None:
         """Close every thread's connection.
@@ -424,6 +483,8 @@ def _create_schema(connection: sqlite3.Connection, *, database: Path) -> None:
             f"failed to open store {database}: it has schema version {version},"
             f" but this ipcs-fs reads only version {SCHEMA_VERSION}"
         )
+    # Added to version 1 later; older ipcs-fs versions ignore it.
+    connection.execute(_VERIFIED_LAYERS_TABLE)
 
 
 def _create_directory(path: Path) -> None:

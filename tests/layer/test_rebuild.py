@@ -9,7 +9,7 @@ import pytest
 
 from fixtures import tarwriter as tw
 from ipcs_fs.errors import DataLossError
-from ipcs_fs.ids import DAG_PB, Cid
+from ipcs_fs.ids import DAG_PB, RAW, Cid, Digest
 from ipcs_fs.layer.convert import convert_layer
 from ipcs_fs.layer.rebuild import CHUNK_BYTES, LayerRoot, RebuiltTar, read_layer_root
 from ipcs_fs.layer.records import LayerHeader, encode_layer_header
@@ -121,3 +121,100 @@ def test_hash_thread_ends_on_close_and_collection() -> None:
 
     assert started == before + 2
     assert _hash_threads() == before
+
+
+class _Records:
+    """A VerifiedLayers in memory."""
+
+    def __init__(self) -> None:
+        self.diff_ids: dict[Cid, Digest] = {}
+
+    def verified_diff_id(self, root: Cid) -> Digest | None:
+        return self.diff_ids.get(root)
+
+    def record_verified(self, root: Cid, diff_id: Digest) -> None:
+        self.diff_ids[root] = diff_id
+
+    def forget_verified(self, root: Cid) -> None:
+        self.diff_ids.pop(root, None)
+
+
+def _tamper_first_leaf(store: MemoryStore) -> None:
+    """Change the bytes of f0's first leaf, keeping its CID and length."""
+    leaf = Cid.for_block(RAW, bytes([0]) * (1 << 18))
+    store._blocks[leaf] = b"\xff" * (1 << 18)
+
+
+def test_full_check_records_layer() -> None:
+    store, root = _layer()
+    records = _Records()
+    stream = RebuiltTar(store.get, root, verified_layers=records)
+
+    data = stream.read()
+
+    assert data == _TAR
+    assert stream.hashed
+    assert records.diff_ids == {root.cid: root.diff_id}
+
+
+def test_recorded_layer_not_hashed() -> None:
+    store, root = _layer()
+    records = _Records()
+    records.record_verified(root.cid, root.diff_id)
+    _tamper_first_leaf(store)
+    stream = RebuiltTar(store.get, root, verified_layers=records)
+
+    data = stream.read()
+
+    # Only a store whose blocks do not match their CIDs can show this.
+    assert not stream.hashed
+    assert data[512:513] == b"\xff"
+    assert len(data) == len(_TAR)
+
+
+def test_recheck_fails_and_drops_record() -> None:
+    store, root = _layer()
+    records = _Records()
+    records.record_verified(root.cid, root.diff_id)
+    _tamper_first_leaf(store)
+    stream = RebuiltTar(store.get, root, verified_layers=records, recheck=True)
+
+    with pytest.raises(DataLossError, match="diff_id"):
+        stream.read()
+
+    assert stream.hashed
+    assert records.diff_ids == {}
+
+
+def test_record_of_other_diff_id_ignored() -> None:
+    store, good = _layer()
+    forged = _forged(store, good)
+    records = _Records()
+    records.record_verified(forged.cid, good.diff_id)
+    stream = RebuiltTar(store.get, forged, verified_layers=records)
+
+    with pytest.raises(DataLossError, match="diff_id"):
+        stream.read()
+
+    assert stream.hashed
+
+
+def test_recorded_layer_still_checks_length() -> None:
+    store, good = _layer()
+    header = LayerHeader(diff_id=good.header.diff_id, tar_size=len(_TAR) + 512)
+    data = UnixfsData(DataType.DIRECTORY, layer_header=encode_layer_header(header))
+    block = encode_node([good.rootfs, good.tar_stream], encode_data(data))
+    cid = Cid.for_block(DAG_PB, block)
+    store.put(cid, block)
+    root = read_layer_root(store.get, cid)
+    records = _Records()
+    records.record_verified(cid, root.diff_id)
+    stream = RebuiltTar(store.get, root, verified_layers=records)
+
+    with pytest.raises(DataLossError) as error:
+        stream.read()
+
+    assert str(error.value) == (
+        f"layer {cid} rebuilds a tar of {len(_TAR)} bytes, but its layer header"
+        f" records {len(_TAR) + 512} bytes"
+    )

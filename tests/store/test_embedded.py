@@ -26,7 +26,7 @@ from ipcs_fs.errors import (
     FailedPreconditionError,
     UnavailableError,
 )
-from ipcs_fs.ids import RAW, Cid
+from ipcs_fs.ids import RAW, Cid, Digest
 from ipcs_fs.store import EmbeddedStore, StoreStat, default_store_path, verified
 from ipcs_fs.store.embedded import DATABASE_NAME
 
@@ -145,6 +145,63 @@ def test_reopen_keeps_blocks_and_pins(tmp_path: Path) -> None:
         assert store.get(cid) == block
         assert list(store.pins()) == [cid]
         assert store.stat() == StoreStat(blocks=1, bytes=len(block))
+
+
+# Verified layers
+
+_DIFF_ID = Digest("ab" * 32)
+
+
+def test_verified_layer_recorded_and_forgotten(tmp_path: Path) -> None:
+    root, other = writer_block(0, 1)[0], writer_block(0, 2)[0]
+    with EmbeddedStore(tmp_path / "store") as store:
+        store.record_verified(root, _DIFF_ID)
+        recorded = store.verified_diff_id(root)
+        unrecorded = store.verified_diff_id(other)
+        store.forget_verified(root)
+
+        assert recorded == _DIFF_ID
+        assert unrecorded is None
+        assert store.verified_diff_id(root) is None
+
+
+def test_verified_layer_survives_reopen(tmp_path: Path) -> None:
+    root = writer_block(0, 1)[0]
+    with EmbeddedStore(tmp_path / "store") as store:
+        store.record_verified(root, _DIFF_ID)
+
+    with EmbeddedStore(tmp_path / "store") as store:
+        assert store.verified_diff_id(root) == _DIFF_ID
+
+
+def test_delete_drops_verified_record(tmp_path: Path) -> None:
+    (root, block), (kept, kept_block) = writer_block(0, 1), writer_block(0, 2)
+    with EmbeddedStore(tmp_path / "store") as store:
+        store.put(root, block)
+        store.put(kept, kept_block)
+        store.record_verified(root, _DIFF_ID)
+        store.record_verified(kept, _DIFF_ID)
+
+        deleted = store.delete([root])
+
+        assert deleted == 1
+        assert store.verified_diff_id(root) is None
+        assert store.verified_diff_id(kept) == _DIFF_ID
+
+
+def test_store_without_verified_table_gets_it(tmp_path: Path) -> None:
+    root, block = writer_block(0, 1)
+    with EmbeddedStore(tmp_path / "store") as store:
+        store.put(root, block)
+    # A store made before the table existed.
+    with raw_database(tmp_path / "store") as connection:
+        connection.execute("DROP TABLE verified_layers")
+
+    with EmbeddedStore(tmp_path / "store") as store:
+        store.record_verified(root, _DIFF_ID)
+
+        assert store.verified_diff_id(root) == _DIFF_ID
+        assert store.get(root) == block
 
 
 # Default path
