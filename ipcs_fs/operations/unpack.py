@@ -15,7 +15,7 @@ import logging
 import platform as host
 import time
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,7 +121,7 @@ def unpack_image(
         for layer, diff_id in zip(ref.manifest.layers, diff_ids_of(ref), strict=True):
             progress.task(f"layer {layer.digest.hex[:12]}")
             tar = _open_layer(source, store, layer, diff_id, directory, verify)
-            with closing(tar):
+            with closing(tar), _snapshot(store):
                 stats = _apply(tar, layer, directory, options or ApplyOptions())
             progress.advance(stats.bytes_written)
             progress.done()
@@ -148,6 +148,11 @@ def _open_layer(
             verified_layers=verified_layers,
             recheck=verify,
         )
+
+
+def _snapshot(store: BlockStore) -> AbstractContextManager[None]:
+    """Read a layer's blocks in one read transaction of the embedded store."""
+    return store.snapshot() if isinstance(store, EmbeddedStore) else nullcontext()
 
 
 def _apply(

@@ -13,12 +13,14 @@ from typing import TypeVar
 
 __all__ = [
     "INLINE_READ_MAX",
+    "begin_read",
     "contains",
     "error_code",
     "fetch_page",
     "is_busy",
     "read_transaction",
     "select_block",
+    "select_in_transaction",
     "write_transaction",
 ]
 
@@ -54,8 +56,39 @@ def read_blob(connection: sqlite3.Connection, key: bytes) -> bytes | None:
     row = connection.execute("SELECT id FROM blocks WHERE cid = ?", (key,)).fetchone()
     if row is None:
         return None
-    with connection.blobopen("blocks", "data", row[0], readonly=True) as blob:
+    return _read_row(connection, row[0])
+
+
+def _read_row(connection: sqlite3.Connection, row_id: int) -> bytes:
+    with connection.blobopen("blocks", "data", row_id, readonly=True) as blob:
         return blob.read()
+
+
+def select_in_transaction(connection: sqlite3.Connection, key: bytes) -> bytes | None:
+    """Return the block stored under ``key``, or None, in the open transaction.
+
+    The transaction keeps the row found and the row read the same, so one
+    statement finds both the row and, for a short block, its bytes.
+    """
+    row = connection.execute(
+        "SELECT id, CASE WHEN size <= ? THEN data END FROM blocks WHERE cid = ?",
+        (INLINE_READ_MAX, key),
+    ).fetchone()
+    if row is None:
+        return None
+    data: bytes | None = row[1]
+    return data if data is not None else _read_row(connection, row[0])
+
+
+def begin_read(connection: sqlite3.Connection) -> None:
+    """Open a read transaction and take its snapshot of the database now."""
+    connection.execute("BEGIN")
+    try:
+        # A deferred transaction reads nothing until its first statement.
+        connection.execute("SELECT blocks FROM totals").fetchone()
+    except BaseException:
+        rollback(connection)
+        raise
 
 
 def fetch_page(

@@ -24,10 +24,12 @@ import pytest
 from ipcs_fs.errors import (
     DataLossError,
     FailedPreconditionError,
+    NotFoundError,
     UnavailableError,
 )
 from ipcs_fs.ids import RAW, Cid, Digest
 from ipcs_fs.store import EmbeddedStore, StoreStat, default_store_path, verified
+from ipcs_fs.store._sqlite import INLINE_READ_MAX
 from ipcs_fs.store.embedded import DATABASE_NAME
 
 WRITERS = 4
@@ -202,6 +204,54 @@ def test_store_without_verified_table_gets_it(tmp_path: Path) -> None:
 
         assert store.verified_diff_id(root) == _DIFF_ID
         assert store.get(root) == block
+
+
+# Read snapshots
+
+
+def test_snapshot_keeps_deleted_blocks(tmp_path: Path) -> None:
+    (small, small_block), (large, large_block) = writer_block(0, 1), _large_block()
+    with EmbeddedStore(tmp_path / "store") as store:
+        store.put_many([(small, small_block), (large, large_block)])
+        with EmbeddedStore(tmp_path / "store") as other, store.snapshot():
+            other.delete([small, large])
+            inside = [store.get(small), store.get(large)]
+
+        assert inside == [small_block, large_block]
+        with pytest.raises(NotFoundError):
+            store.get(small)
+
+
+def test_write_ends_snapshot(tmp_path: Path) -> None:
+    (first, first_block), (second, second_block) = writer_block(0, 1), _large_block()
+    with EmbeddedStore(tmp_path / "store") as store:
+        store.put(first, first_block)
+        with store.snapshot():
+            read = store.get(first)
+            store.put(second, second_block)
+            after_write = store.get(second)
+
+        assert read == first_block
+        assert after_write == second_block
+        assert store.stat() == StoreStat(2, len(first_block) + len(second_block))
+
+
+def test_nested_snapshot(tmp_path: Path) -> None:
+    cid, block = writer_block(0, 1)
+    with EmbeddedStore(tmp_path / "store") as store:
+        store.put(cid, block)
+        with store.snapshot(), store.snapshot():
+            inner = store.get(cid)
+        outer_ended = store.get(cid)
+
+    assert inner == block
+    assert outer_ended == block
+
+
+def _large_block() -> tuple[Cid, bytes]:
+    """A block read through the blob API: longer than INLINE_READ_MAX."""
+    block = os.urandom(INLINE_READ_MAX + 1)
+    return Cid.for_block(RAW, block), block
 
 
 # Default path
