@@ -30,7 +30,7 @@ from ipcs_fs.errors import (
 from ipcs_fs.ids import RAW, Cid, Digest
 from ipcs_fs.store import EmbeddedStore, StoreStat, default_store_path, verified
 from ipcs_fs.store._sqlite import INLINE_READ_MAX
-from ipcs_fs.store.embedded import DATABASE_NAME
+from ipcs_fs.store.embedded import DATABASE_NAME, PAGE_SIZE
 
 WRITERS = 4
 BLOCKS_PER_WRITER = 2000
@@ -135,6 +135,31 @@ def test_database_in_wal_mode(tmp_path: Path) -> None:
     with raw_database(tmp_path / "store") as connection:
         mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+
+
+def test_new_database_page_size(tmp_path: Path) -> None:
+    EmbeddedStore(tmp_path / "store").close()
+
+    with raw_database(tmp_path / "store") as connection:
+        page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+    assert page_size == PAGE_SIZE
+
+
+def test_existing_database_keeps_page_size(tmp_path: Path) -> None:
+    path = tmp_path / "store"
+    path.mkdir()
+    cid, block = writer_block(0, 3)
+    with raw_database(path) as connection:
+        connection.execute("PRAGMA page_size = 4096")
+        connection.execute("CREATE TABLE scratch (x)")
+        connection.execute("DROP TABLE scratch")
+
+    with EmbeddedStore(path) as store:
+        store.put(cid, block)
+        assert store.get(cid) == block
+    with raw_database(path) as connection:
+        page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+    assert page_size == 4096
 
 
 def test_reopen_keeps_blocks_and_pins(tmp_path: Path) -> None:
