@@ -428,3 +428,46 @@ def test_gzip_accepts_and_rejects_like_zlib(monkeypatch):
 
     assert ours == reference
     assert 20 < sum(kind == "ok" for kind, _ in ours) < len(ours) - 50
+
+
+_BLOCK = 1 << 20
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_gzip_compress_same_for_any_threads(threads):
+    data = WHOLE * 3
+    reference = b"".join(gzip_compress_chunks([data], threads=1))
+
+    output = b"".join(gzip_compress_chunks(pieces_of(data, 100_000), threads=threads))
+
+    assert hashlib.sha256(output).hexdigest() == hashlib.sha256(reference).hexdigest()
+    assert gzip.decompress(output) == data
+
+
+@pytest.mark.parametrize(
+    "size", [0, 1, _BLOCK - 1, _BLOCK, _BLOCK + 1, 2 * _BLOCK, 2 * _BLOCK + 7]
+)
+def test_gzip_compress_block_boundaries(size):
+    data = (WHOLE * 3)[:size]
+
+    output = b"".join(gzip_compress_chunks([data], threads=2))
+
+    assert gzip.decompress(output) == data
+    assert _read_all(output) == data
+    assert output[-4:] == size.to_bytes(4, "little")
+
+
+def test_gzip_compress_block_continues_previous_window():
+    # The second block repeats the end of the first, which only a block that
+    # starts from the previous block's last 32 KiB can refer back to.
+    first = random.Random(4).randbytes(_BLOCK)
+    data = first + first[-(16 << 10) :]
+
+    output = b"".join(gzip_compress_chunks([data]))
+
+    assert gzip.decompress(output) == data
+    assert len(output) < _BLOCK + 2048
+
+
+def pieces_of(data: bytes, size: int) -> list[bytes]:
+    return [data[start : start + size] for start in range(0, len(data), size)]
