@@ -155,17 +155,16 @@ def _convert(layer: Path) -> dict:
 def _child(layer: Path, store_path: Path) -> None:
     from ipcs_fs.layer.convert import convert_layer
     from ipcs_fs.oci.compression import open_uncompressed
-    from ipcs_fs.readahead import ReadAhead
     from ipcs_fs.store import EmbeddedStore
 
     started = time.monotonic()
     cpu_started = time.process_time()
     with (
         EmbeddedStore(store_path) as store,
-        ReadAhead(open_uncompressed(open(layer, "rb"))) as tar,
+        open_uncompressed(open(layer, "rb")) as tar,
         store.batch(background=True) as batch,
     ):
-        result = convert_layer(tar, batch.put, source=layer.name)
+        result = convert_layer(tar, batch.put, source=layer.name, read_ahead=True)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     json.dump(
         {

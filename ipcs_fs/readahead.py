@@ -50,9 +50,13 @@ class ReadAhead:
             return b"".join(parts)
         if not self._fill():
             return b""
-        data = bytes(self._current[:size])
-        self._current = self._current[len(data) :]
-        return data
+        view = self._current[:size]
+        self._current = self._current[len(view) :]
+        piece = view.obj
+        if type(piece) is bytes and len(piece) == len(view):
+            # A whole piece goes out as it came in, without a copy.
+            return piece
+        return bytes(view)
 
     def readinto(self, buffer) -> int:
         """Fill ``buffer`` with up to its length of bytes; 0 at the end."""

@@ -45,3 +45,26 @@ def test_close_before_the_end_stops_the_thread() -> None:
     assert stream.read(10) == bytes(10)
     stream.close()
     assert not stream._thread.is_alive()
+
+
+class _PieceStream(io.RawIOBase):
+    """Returns fixed bytes objects and remembers them."""
+
+    def __init__(self, count: int, size: int) -> None:
+        self.pieces = [bytes([index]) * size for index in range(count)]
+        self._next = iter(self.pieces)
+
+    def read(self, size: int = -1) -> bytes:
+        return next(self._next, b"")
+
+
+def test_whole_piece_returned_without_copy() -> None:
+    source = _PieceStream(3, 4096)
+    with ReadAhead(source, piece_size=4096) as stream:
+        whole = stream.read(10_000)
+        head = stream.read(100)
+        tail = stream.read(10_000)
+
+    assert whole is source.pieces[0]
+    assert head == source.pieces[1][:100]
+    assert tail == source.pieces[1][100:]

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 
 from ..errors import InvalidArgumentError
 from ..ids import DAG_PB, Cid, Digest
+from ..readahead import ReadAhead
 from ..tar.entry import EntryKind, TarEntry
 from ..tar.reader import TarReader
 from ..unixfs import (
+    CHUNK_SIZE,
     DataType,
     FileBuilder,
     FileDag,
@@ -66,6 +68,7 @@ def convert_layer(
     *,
     source: str,
     expected_diff_id: Digest | None = None,
+    read_ahead: bool = False,
 ) -> ConvertedLayer:
     """Convert the uncompressed tar read from ``stream`` into a layer DAG.
 
@@ -74,10 +77,23 @@ def convert_layer(
     image config's diff_id for this layer), a tar that hashes differently raises
     DataLossError once the whole tar has been read, before the layer root is
     written; the blocks written so far are then unreferenced.
+
+    With ``read_ahead``, a thread of its own reads ``stream`` and computes the
+    diff_id, so decompression (when ``stream`` decompresses) and that hash run
+    beside the parsing and chunk hashing of the calling thread. ``stream`` is
+    then closed on return.
     """
-    started = time.monotonic()
     hashing = HashingReader(stream, expected=expected_diff_id, source=source)
-    reader = TarReader(hashing, source=source)
+    if not read_ahead:
+        return _convert(hashing, hashing, put, source)
+    with ReadAhead(hashing) as tar:
+        return _convert(tar, hashing, put, source)
+
+
+def _convert(tar, hashing: HashingReader, put: Put, source: str) -> ConvertedLayer:
+    """Convert the tar read from ``tar``, which ``hashing`` hashes as it is read."""
+    started = time.monotonic()
+    reader = TarReader(tar, source=source)
     tar_stream = TarStreamWriter(put)
     tree = TreeBuilder(source)
     entry_count = 0
@@ -172,8 +188,10 @@ def _build_sparse(reader: TarReader, entry: TarEntry, put: Put, source: str) -> 
 def _copy_data(
     reader: TarReader, builder: FileBuilder, length: int, entry: TarEntry, source: str
 ) -> None:
+    # Reads of one chunk each give the builder whole chunks as bytes objects,
+    # which reach the block store without another copy.
     while length:
-        data = reader.read_data(min(length, _READ_SIZE))
+        data = reader.read_data(min(length, CHUNK_SIZE))
         if not data:
             raise InvalidArgumentError(
                 f"invalid tar in {source}: data of {entry.name!r} ends early"

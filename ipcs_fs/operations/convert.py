@@ -33,7 +33,6 @@ from ..oci.mediatypes import (
 )
 from ..oci.transport import open_sink, open_source
 from ..progress import NoProgress, Progress
-from ..readahead import ReadAhead
 from ..store import BlockStore, EmbeddedStore
 from .layers import (
     MISSING_BLOCKS_HINT,
@@ -235,14 +234,19 @@ class _Converter:
 
     def _to_file_granular(self, source, sink, layer, diff_id):
         blob = _ProgressReader(source.open_blob(layer), self._progress)
-        # Decompression and store writes each run in a thread of their own
-        # (zlib, zstd and sqlite3 release the GIL), beside parsing and hashing.
+        # Decompression with the diff_id hash, and store writes, each run in a
+        # thread of their own beside parsing and chunk hashing, because ISA-L,
+        # zstd, hashlib and sqlite3 release the GIL.
         with (
-            ReadAhead(open_uncompressed(blob, layer.media_type)) as tar,
+            open_uncompressed(blob, layer.media_type) as tar,
             self._store.batch(background=True) as batch,
         ):
             result = convert_layer(
-                tar, batch.put, source=str(layer.digest), expected_diff_id=diff_id
+                tar,
+                batch.put,
+                source=str(layer.digest),
+                expected_diff_id=diff_id,
+                read_ahead=True,
             )
         self._store.pin(result.root_cid)
         if isinstance(self._store, EmbeddedStore):

@@ -64,7 +64,7 @@ _ZERO_PREFIX = bytes(512)
 _ZERO_LEAF = FileDag(Cid.for_block(RAW, _ZERO_CHUNK), CHUNK_SIZE, CHUNK_SIZE)
 
 
-def _is_zero_chunk(chunk: memoryview) -> bool:
+def _is_zero_chunk(chunk: bytes | memoryview) -> bool:
     """Tell whether ``chunk`` is a whole chunk of zeros, cheaply for other data."""
     return (
         len(chunk) == CHUNK_SIZE
@@ -80,7 +80,9 @@ class FileBuilder:
     go to ``put`` as soon as they are complete, leaves before their parents.
     Memory stays bounded by one chunk plus at most :data:`MAX_LINKS` pending
     links per level. A chunk that lies inside one written buffer reaches
-    ``put`` as a memoryview of that buffer, without a copy.
+    ``put`` as a memoryview of that buffer, without a copy. A chunk that is a
+    whole written ``bytes`` object (or the last chunk, when it is one) reaches
+    ``put`` as that object itself.
 
     Example::
 
@@ -92,14 +94,25 @@ class FileBuilder:
 
     def __init__(self, put: PutBlock) -> None:
         self._put = put
-        self._pending = bytearray()
+        # A bytes object is kept as written (it cannot change), and becomes a
+        # bytearray copy only when more data must be appended to it.
+        self._pending: bytes | bytearray = b""
         self._levels: list[list[FileDag]] = [[]]
         self._finished = False
         self._zero_leaf_stored = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Append ``data`` to the file. The builder keeps no reference to it."""
+        """Append ``data`` to the file.
+
+        The builder keeps a reference only to ``bytes`` objects, which cannot
+        change, so the caller may reuse any other buffer after this returns.
+        """
         self._check_open()
+        if not self._pending and type(data) is bytes and len(data) <= CHUNK_SIZE:
+            self._pending = data
+            if len(data) == CHUNK_SIZE:
+                self._flush_pending()
+            return
         view = memoryview(data).cast("B")
         offset = self._fill_pending(view)
         end = len(view)
@@ -107,12 +120,14 @@ class FileBuilder:
             self._add_leaf(view[offset : offset + CHUNK_SIZE])
             offset += CHUNK_SIZE
         if offset < end:
-            self._pending += view[offset:]
+            self._pending = bytearray(view[offset:])
 
     def _fill_pending(self, view: memoryview) -> int:
         """Complete a chunk begun by an earlier write; return the bytes used."""
         if not self._pending:
             return 0
+        if type(self._pending) is bytes:
+            self._pending = bytearray(self._pending)
         used = min(CHUNK_SIZE - len(self._pending), len(view))
         self._pending += view[:used]
         if len(self._pending) == CHUNK_SIZE:
@@ -120,10 +135,10 @@ class FileBuilder:
         return used
 
     def _flush_pending(self) -> None:
-        # A fresh buffer replaces the old one, so the block handed to put
-        # is never changed afterwards.
-        chunk, self._pending = self._pending, bytearray()
-        self._add_leaf(memoryview(chunk))
+        # Later writes go to a fresh buffer, so the block handed to put is
+        # never changed afterwards.
+        chunk, self._pending = self._pending, b""
+        self._add_leaf(chunk if type(chunk) is bytes else memoryview(chunk))
 
     def finish(self) -> FileDag:
         """Store the remaining blocks and return the file's root.
@@ -146,7 +161,7 @@ class FileBuilder:
         if self._finished:
             raise FailedPreconditionError("failed to write file: builder finished")
 
-    def _add_leaf(self, chunk: memoryview) -> None:
+    def _add_leaf(self, chunk: bytes | memoryview) -> None:
         if _is_zero_chunk(chunk):
             # Holes of sparse files and zero-filled images repeat this one
             # leaf; skipping its hash makes them cost a comparison per chunk.

@@ -356,3 +356,30 @@ def test_read_yields_nothing_of_a_bad_child(store: MemoryStore) -> None:
         store, [put_leaf(store, b"ok"), Link(bad_child, b"", 0)], (2, 9), 11
     )
     assert iterate_until_error(read_file(store.get, root)) == [b"ok"]
+
+
+def test_whole_bytes_chunks_reach_put_as_written() -> None:
+    chunks = [random.Random(index).randbytes(CHUNK_SIZE) for index in range(2)]
+    tail = b"the last chunk"
+    received: list[object] = []
+    builder = FileBuilder(lambda cid, block: received.append(block))
+
+    for chunk in [*chunks, tail]:
+        builder.write(chunk)
+    dag = builder.finish()
+
+    assert received[0] is chunks[0]
+    assert received[1] is chunks[1]
+    assert received[2] is tail
+    assert dag == build(MemoryStore(), b"".join(chunks) + tail)
+
+
+def test_small_bytes_then_more_data(store: MemoryStore) -> None:
+    content = random.Random(3).randbytes(CHUNK_SIZE + 5000)
+    first = content[:1000]
+    buffer = bytearray(content[1000:])
+
+    dag = build(store, first, buffer)
+
+    assert dag == build(MemoryStore(), content)
+    assert b"".join(read_file(store.get, dag.cid)) == content
