@@ -247,6 +247,23 @@ def test_snapshot_keeps_deleted_blocks(tmp_path: Path) -> None:
             store.get(small)
 
 
+def test_lookups_keep_snapshot(tmp_path: Path) -> None:
+    cid, block = writer_block(0, 1)
+    with EmbeddedStore(tmp_path / "store") as store:
+        store.put(cid, block)
+        with EmbeddedStore(tmp_path / "store") as other, store.snapshot():
+            other.delete([cid])
+            found = store.has(cid)
+            recorded = store.verified_diff_id(cid)
+            listed = list(store.cids())
+            read = store.get(cid)
+
+    assert found
+    assert recorded is None
+    assert listed == [cid]
+    assert read == block
+
+
 def test_write_ends_snapshot(tmp_path: Path) -> None:
     (first, first_block), (second, second_block) = writer_block(0, 1), _large_block()
     with EmbeddedStore(tmp_path / "store") as store:
