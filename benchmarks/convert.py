@@ -10,7 +10,12 @@ For each layer, this runs back to back:
   ``tar -x`` of the layer, then kubo's ``ipfs add -r --cid-version=1
   --offline`` of the tree (less its devices and fifos, which ``ipfs add``
   rejects) into a fresh repository (skipped when the kubo built
-  by ``scripts/install-kubo.sh`` is missing; it never starts a daemon).
+  by ``scripts/install-kubo.sh`` is missing; it never starts a daemon);
+- ``convert --tar``: in the same child, after the conversion, the layer
+  rebuilt from the store, gzipped and hashed into a blob file, as
+  ``ipcs-fs convert --tar`` does for each layer. Its reference is ``gzip -6
+  -n -c TAR | tee BLOB | sha256sum`` of the uncompressed tar, which writing
+  the layer at the same level must at least do.
 
 Layers: the base layer of the real ``debian-bookworm`` image (built by
 ``fixtures.debian_images``), and a synthetic layer of about 1 GiB of this
@@ -134,6 +139,19 @@ def _tar_and_ipfs_add(layer: Path, ipfs: Path) -> float:
         return time.monotonic() - started
 
 
+def _gzip_reference(tar: Path) -> float:
+    """Time ``gzip -6 -n -c TAR | tee BLOB | sha256sum``."""
+    with tempfile.TemporaryDirectory(prefix="ipcs-fs-bench-") as scratch:
+        blob = Path(scratch) / "blob"
+        started = time.monotonic()
+        subprocess.run(
+            f"gzip -6 -n -c '{tar}' | tee '{blob}' | sha256sum > /dev/null",
+            shell=True,
+            check=True,
+        )
+        return time.monotonic() - started
+
+
 def _convert(layer: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="ipcs-fs-bench-") as scratch:
         result = subprocess.run(
@@ -143,7 +161,7 @@ def _convert(layer: Path) -> dict:
                 "benchmarks.convert",
                 "--child",
                 str(layer),
-                str(Path(scratch) / "store"),
+                scratch,
             ],
             check=True,
             capture_output=True,
@@ -152,7 +170,7 @@ def _convert(layer: Path) -> dict:
     return json.loads(result.stdout)
 
 
-def _child(layer: Path, store_path: Path) -> None:
+def _child(layer: Path, scratch: Path) -> None:
     from ipcs_fs.layer.convert import convert_layer
     from ipcs_fs.oci.compression import open_uncompressed
     from ipcs_fs.store import EmbeddedStore
@@ -160,33 +178,66 @@ def _child(layer: Path, store_path: Path) -> None:
     started = time.monotonic()
     cpu_started = time.process_time()
     with (
-        EmbeddedStore(store_path) as store,
+        EmbeddedStore(scratch / "store") as store,
         open_uncompressed(open(layer, "rb")) as tar,
         store.batch(background=True) as batch,
     ):
         result = convert_layer(tar, batch.put, source=layer.name, read_ahead=True)
+    wall = time.monotonic() - started
+    cpu = time.process_time() - cpu_started
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    with EmbeddedStore(scratch / "store") as store:
+        tar_row = _child_to_tar(store, result, scratch / "blob")
     json.dump(
         {
-            "wall_seconds": time.monotonic() - started,
-            "cpu_seconds": time.process_time() - cpu_started,
+            "wall_seconds": wall,
+            "cpu_seconds": cpu,
             "peak_rss_mib": usage.ru_maxrss / 1024,
             "tar_bytes": result.tar_size,
             "entries": result.entry_count,
+            **tar_row,
         },
         sys.stdout,
     )
 
 
-def _measure(layer: Path, run: int, ipfs: Path | None) -> dict:
+def _child_to_tar(store, result, blob: Path) -> dict:
+    """Rebuild, gzip and hash the layer as ``convert --tar`` does; time it."""
+    import hashlib
+
+    from ipcs_fs.layer.rebuild import RebuiltTar, read_layer_root
+    from ipcs_fs.oci.compression import gzip_compress_chunks
+
+    started = time.monotonic()
+    cpu_started = time.process_time()
+    root = read_layer_root(store.get, result.root_cid)
+    tar = RebuiltTar(store.get, root, expected_diff_id=result.diff_id)
+    digest = hashlib.sha256()
+    size = 0
+    with open(blob, "wb") as output:
+        for data in gzip_compress_chunks(iter(lambda: tar.read(1 << 20), b"")):
+            digest.update(data)
+            output.write(data)
+            size += len(data)
+    return {
+        "to_tar_wall_seconds": time.monotonic() - started,
+        "to_tar_cpu_seconds": time.process_time() - cpu_started,
+        "to_tar_blob_bytes": size,
+    }
+
+
+def _measure(layer: Path, tar: Path, run: int, ipfs: Path | None) -> dict:
     floor = _floor(layer)
     converted = _convert(layer)
+    gzip_seconds = _gzip_reference(tar)
     row = {
         "layer": str(layer),
         "run": run,
         "floor_seconds": floor,
         **converted,
         "ratio": converted["wall_seconds"] / floor,
+        "gzip_seconds": gzip_seconds,
+        "to_tar_ratio": converted["to_tar_wall_seconds"] / gzip_seconds,
     }
     if ipfs is not None:
         seconds = _tar_and_ipfs_add(layer, ipfs)
@@ -208,6 +259,12 @@ def _print_row(layer: Path, row: dict) -> None:
             f"{'':24} tar -x + ipfs add -r: {row['tar_ipfs_add_seconds']:6.2f}s,"
             f" {row['speedup_over_tar_ipfs_add']:.1f} times the conversion"
         )
+    print(
+        f"{'':24} convert --tar {row['to_tar_wall_seconds']:6.2f}s"
+        f" (cpu {row['to_tar_cpu_seconds']:6.2f}s)"
+        f"  gzip -6 {row['gzip_seconds']:6.2f}s  ratio {row['to_tar_ratio']:4.2f}"
+        f"  blob {row['to_tar_blob_bytes'] / 1e6:.1f} MB"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layer", type=Path, action="append", help="gzip layer")
     parser.add_argument("--repeat", type=int, default=3, help="runs per layer")
     parser.add_argument(
-        "--child", nargs=2, metavar=("LAYER", "STORE"), help=argparse.SUPPRESS
+        "--child", nargs=2, metavar=("LAYER", "SCRATCH"), help=argparse.SUPPRESS
     )
     args = parser.parse_args(argv)
     if args.child:
@@ -226,9 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     ipfs = _ipfs_binary()
     rows = []
     for layer in layers:
-        for run in range(args.repeat):
-            rows.append(_measure(layer, run, ipfs))
-            _print_row(layer, rows[-1])
+        with tempfile.TemporaryDirectory(prefix="ipcs-fs-bench-") as scratch:
+            tar = Path(scratch) / "layer.tar"
+            subprocess.run(f"gzip -dc '{layer}' > '{tar}'", shell=True, check=True)
+            for run in range(args.repeat):
+                rows.append(_measure(layer, tar, run, ipfs))
+                _print_row(layer, rows[-1])
     path = write_results("convert", {"machine": machine_description(), "rows": rows})
     print(f"results: {path}")
     return 0
