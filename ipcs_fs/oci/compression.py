@@ -403,7 +403,7 @@ def gzip_compress_chunks(
     yield _gzip_header(level)
     crc = 0
     size = 0
-    workers = threads or len(os.sched_getaffinity(0))
+    workers = threads or _usable_cpus()
     with ThreadPoolExecutor(workers, thread_name_prefix="ipcs-fs-gzip") as pool:
         in_flight: deque[Future[bytes]] = deque()
         dictionary = b""
@@ -418,6 +418,13 @@ def gzip_compress_chunks(
         while in_flight:
             yield in_flight.popleft().result()
     yield struct.pack("<II", crc, size & 0xFFFFFFFF)
+
+
+def _usable_cpus() -> int:
+    """Return how many CPUs this process may run on (all of them off Linux)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _deflate_blocks(
