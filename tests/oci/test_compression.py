@@ -75,6 +75,15 @@ def test_gzip_member_ending_after_output_limit():
     assert _read_all(data) == b"\0" * (3 << 20) + b"end2nd"
 
 
+@pytest.mark.parametrize("size", [777, 4096])
+def test_gzip_output_limit_at_end_of_blob(size):
+    # A few bytes of deflate data inflate to megabytes, so the last member's
+    # last input is consumed long before its output has been read.
+    data = b"\0" * (3 << 20) + b"end"
+
+    assert _read_all(gzip.compress(data, mtime=0), size=size) == data
+
+
 def test_gzip_zero_padding_skipped():
     members = [gzip.compress(part, mtime=0) for part in PARTS]
     data = members[0] + b"\0" * 10 + members[1] + members[2] + b"\0" * 1000
