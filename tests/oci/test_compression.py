@@ -77,8 +77,8 @@ def test_gzip_member_ending_after_output_limit():
 
 @pytest.mark.parametrize("size", [777, 4096])
 def test_gzip_output_limit_at_end_of_blob(size):
-    # A few bytes of deflate data inflate to megabytes, so the last member's
-    # last input is consumed long before its output has been read.
+    # 3 KB of deflate data inflate to 3 MiB, so thousands of reads stop at the
+    # output limit before the member and the blob end together.
     data = b"\0" * (3 << 20) + b"end"
 
     assert _read_all(gzip.compress(data, mtime=0), size=size) == data
