@@ -31,8 +31,8 @@ ISA-L's messages.
 member with a fixed header (mtime 0, no file name, OS 255), so the same tar and
 level give the same bytes with the same zlib-ng version (the ``zlib-ng``
 package). At level 6 on the same layer and VM, zlib-ng took 2.9 s of CPU time
-where zlib took 5.5 s, for output 0.9 % larger, and the blocks it compresses
-in parallel threads add about 0.01 %.
+where zlib took 5.5 s, and its output was 0.9 % larger. Compressing in
+parallel blocks adds about 0.01 %.
 """
 
 from __future__ import annotations
@@ -89,8 +89,8 @@ _FEED_SIZE = 64 << 10
 # inflates the member.
 _HEADER_CHECK_SIZE = 4
 # Compression cuts the tar into blocks of this size, deflated in parallel.
-# pigz uses 128 KiB; larger blocks add fewer sync-flush markers (5 bytes each)
-# and fewer dictionary restarts, and 1 MiB still gives every thread work.
+# pigz uses 128 KiB, but larger blocks add fewer sync-flush markers (5 bytes
+# each) and fewer dictionary restarts, and 1 MiB still gives every thread work.
 _DEFLATE_BLOCK = 1 << 20
 _DEFLATE_WINDOW = 32 << 10  # deflate's window: no match reaches back further
 
@@ -421,7 +421,7 @@ def gzip_compress_chunks(
 
 
 def _usable_cpus() -> int:
-    """Return how many CPUs this process may run on (all of them off Linux)."""
+    """Return how many CPUs this process may run on, or all where the OS cannot say."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
@@ -431,7 +431,7 @@ def _deflate_blocks(
     chunks: Iterable[bytes | memoryview],
 ) -> Iterator[tuple[bytes, bool]]:
     """Yield the input in blocks of :data:`_DEFLATE_BLOCK` bytes, each with a flag
-    that tells whether it is the last. An empty input gives one empty block."""
+    that is true for the last block. An empty input gives one empty block."""
     pending = bytearray()
     previous: bytes | None = None
     for chunk in chunks:
