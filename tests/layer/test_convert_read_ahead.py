@@ -8,6 +8,7 @@ import io
 import threading
 
 import pytest
+import zstandard
 
 from fixtures import tarwriter as tw
 from ipcs_fs.errors import DataLossError, InvalidArgumentError
@@ -83,6 +84,22 @@ def test_read_ahead_of_gzip_layer() -> None:
     assert result.root_cid == plain.root_cid
     assert blob.was_closed
     assert _read_ahead_threads() == 0
+
+
+def test_read_ahead_of_zstd_layer() -> None:
+    _, plain = _convert(_TAR, read_ahead=False)
+    blob = io.BytesIO(zstandard.ZstdCompressor().compress(_TAR))
+
+    result = convert_layer(
+        open_uncompressed(blob),
+        MemoryStore().put,
+        source="test layer",
+        expected_diff_id=_DIFF_ID,
+        read_ahead=True,
+    )
+
+    assert result.root_cid == plain.root_cid
+    assert result.diff_id == _DIFF_ID
 
 
 def test_read_ahead_wrong_diff_id_raises_before_root() -> None:
