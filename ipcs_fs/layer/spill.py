@@ -224,10 +224,10 @@ class ExternalSorter:
         try:
             _write_blocks(run, items)
         except OSError as error:
-            run.close()
+            _discard(run)
             raise self._error("write", error) from error
         except BaseException:
-            run.close()
+            _discard(run)
             raise
         return run
 
@@ -286,6 +286,18 @@ def _read_block(run: BinaryIO) -> list[bytes] | None:
     if len(data) != length:
         raise OSError(errno.EIO, "run file ends inside a block")
     return marshal.loads(data)
+
+
+def _discard(run: BinaryIO) -> None:
+    """Close a run that failed to be written, whatever its buffer still holds.
+
+    Closing flushes the buffer first, which on a full file system fails again
+    and would hide the first error. The file descriptor is closed either way.
+    """
+    try:
+        run.close()
+    except OSError as error:
+        log.debug("dropped the unwritten end of a discarded run: %s", error)
 
 
 def _close_all(runs: list[BinaryIO]) -> None:

@@ -298,7 +298,7 @@ class _NodeTree:
         """Write every directory node; return the root's CID and Tsize and the
         content size."""
         totals = _Totals()
-        cid, tsize = self._write_directory(self._root, (), put, totals)
+        cid, tsize = self._write_directories(put, totals)
         return cid, tsize, totals.content_size
 
     def entries(self) -> Iterator[tuple[tuple[bytes, ...], Entry, FileDag | None]]:
@@ -340,23 +340,34 @@ class _NodeTree:
             node.children = keep if keep is not None else {}
         parent.children[name] = node
 
-    def _write_directory(
-        self, node: _Node, path: tuple[bytes, ...], put: Put, totals: _Totals
-    ) -> tuple[Cid, int]:
-        assert node.children is not None
-        items = []
-        for name in sorted(node.children):
-            child = node.children[name]
-            cid, tsize = self._child_link(child, path + (name,), put, totals)
-            items.append(DirectoryItem(name, cid, tsize, encode_entry(child.entry)))
-        return _store_directory(items, path, put, self._source)
+    def _write_directories(self, put: Put, totals: _Totals) -> tuple[Cid, int]:
+        """Write every directory node, children first, and return the root's link.
 
-    def _child_link(
-        self, node: _Node, path: tuple[bytes, ...], put: Put, totals: _Totals
-    ) -> tuple[Cid, int]:
+        The walk keeps its own stack because a tar can nest a path thousands
+        of components deep, past Python's recursion limit.
+        """
+        stack = [_Pending((), self._root)]
+        while True:
+            pending = stack[-1]
+            child = pending.next_child()
+            if child is not None:
+                name, node = child
+                if node.entry.kind is Kind.DIR:
+                    stack.append(_Pending(pending.path + (name,), node))
+                else:
+                    cid, tsize = self._leaf_link(node, put, totals)
+                    pending.add(name, cid, tsize, node.entry)
+                continue
+            stack.pop()
+            cid, tsize = _store_directory(
+                pending.items, pending.path, put, self._source
+            )
+            if not stack:
+                return cid, tsize
+            stack[-1].add(pending.path[-1], cid, tsize, pending.node.entry)
+
+    def _leaf_link(self, node: _Node, put: Put, totals: _Totals) -> tuple[Cid, int]:
         kind = node.entry.kind
-        if kind is Kind.DIR:
-            return self._write_directory(node, path, put, totals)
         if kind is Kind.FILE and node.content is not None:
             totals.content_size += node.entry.size
             return node.content.cid, node.content.tsize
@@ -400,6 +411,31 @@ class _NodeTree:
                 return None
             node = found
         return node
+
+
+class _Pending:
+    """A directory whose node :meth:`_NodeTree._write_directories` is building."""
+
+    __slots__ = ("items", "names", "node", "path")
+
+    def __init__(self, path: tuple[bytes, ...], node: _Node) -> None:
+        assert node.children is not None
+        self.path = path
+        self.node = node
+        # Reversed so that pop() gives the names in byte order.
+        self.names = sorted(node.children, reverse=True)
+        self.items: list[DirectoryItem] = []
+
+    def next_child(self) -> tuple[bytes, _Node] | None:
+        """Return the next child by name, or None when all have links."""
+        if not self.names:
+            return None
+        name = self.names.pop()
+        assert self.node.children is not None
+        return name, self.node.children[name]
+
+    def add(self, name: bytes, cid: Cid, tsize: int, entry: Entry) -> None:
+        self.items.append(DirectoryItem(name, cid, tsize, encode_entry(entry)))
 
 
 class _EventTree:
