@@ -122,6 +122,7 @@ def open_uncompressed(
     media_type: str | None = None,
     *,
     max_window_size: int = ZSTD_MAX_WINDOW_SIZE,
+    source: str | None = None,
 ) -> UncompressedReader:
     """Return a stream of the uncompressed tar in ``stream``.
 
@@ -129,7 +130,8 @@ def open_uncompressed(
     it reads ``stream`` in pieces of 1 MiB. ``media_type``, when given, must be
     a tar layer type (UnimplementedError otherwise) and is only compared with
     the detected compression. Malformed compressed data raises
-    InvalidArgumentError when the read that meets it happens.
+    InvalidArgumentError when the read that meets it happens, naming the
+    layer as ``source`` (such as its digest) when given.
     """
     declared = compression_of(media_type) if media_type else None
     prefix = read_up_to(stream, len(ZSTD_MAGIC))
@@ -144,17 +146,24 @@ def open_uncompressed(
             detected.value,
         )
 
-    source = _PrefixedReader(prefix, stream)
+    blob = _PrefixedReader(prefix, stream)
     raw: _RawReader
     if detected is Compression.GZIP:
-        raw = _GzipReader(source)
+        raw = _GzipReader(blob, _layer_name("gzip", source))
     elif detected is Compression.ZSTD:
-        raw = _ZstdReader(source, max_window_size)
+        raw = _ZstdReader(blob, max_window_size, _layer_name("zstd", source))
     else:
-        raw = source
+        raw = blob
     reader = UncompressedReader(raw, READ_SIZE)
     reader.compression = detected
     return reader
+
+
+def _layer_name(compression: str, source: str | None) -> str:
+    """Return how error messages name the layer, such as "gzip layer sha256:…"."""
+    if source is None:
+        return f"{compression} layer"
+    return f"{compression} layer {source}"
 
 
 class _RawReader(io.RawIOBase):
@@ -207,9 +216,10 @@ class _PrefixedReader(_RawReader):
 class _GzipReader(_RawReader):
     """The decompressed bytes of one or more concatenated gzip members."""
 
-    def __init__(self, source: _PrefixedReader) -> None:
+    def __init__(self, source: _PrefixedReader, name: str) -> None:
         super().__init__()
         self._source = source
+        self._name = name
         self._decompressor = isal_zlib.decompressobj(_GZIP_WBITS)
         self._input = memoryview(b"")
         self._in_member = False
@@ -314,17 +324,20 @@ class _GzipReader(_RawReader):
 
     def _error(self, reason: str) -> InvalidArgumentError:
         return InvalidArgumentError(
-            f"failed to decompress gzip layer at member {self._members + 1}: {reason}"
+            f"failed to decompress {self._name} at member {self._members + 1}: {reason}"
         )
 
 
 class _ZstdReader(_RawReader):
     """The decompressed bytes of all zstd frames, skippable frames skipped."""
 
-    def __init__(self, source: _PrefixedReader, max_window_size: int) -> None:
+    def __init__(
+        self, source: _PrefixedReader, max_window_size: int, name: str
+    ) -> None:
         super().__init__()
+        self._name = name
         self._tracker = ZstdFrameTracker()
-        self._source = _TrackedSource(source, self._tracker)
+        self._source = _TrackedSource(source, self._tracker, name)
         decompressor = zstandard.ZstdDecompressor(max_window_size=max_window_size)
         # stream_reader calls only read(); its type stub requires IO[bytes].
         self._reader = decompressor.stream_reader(
@@ -340,7 +353,7 @@ class _ZstdReader(_RawReader):
         except zstandard.ZstdError as error:
             # No frame number: the tracker runs ahead of the decoder by a read.
             raise InvalidArgumentError(
-                f"failed to decompress zstd layer: {error}"
+                f"failed to decompress {self._name}: {error}"
             ) from error
         if count == 0:
             self._source.finish()
@@ -356,24 +369,40 @@ class _ZstdReader(_RawReader):
 class _TrackedSource:
     """Passes compressed bytes to the zstd decoder and to a frame tracker."""
 
-    def __init__(self, source: _PrefixedReader, tracker: ZstdFrameTracker) -> None:
+    def __init__(
+        self, source: _PrefixedReader, tracker: ZstdFrameTracker, name: str
+    ) -> None:
         self._source = source
         self._tracker = tracker
+        self._name = name
 
     def read(self, size: int = -1) -> bytes:
         data = self._source.read(size)
-        self._tracker.feed(data)
+        try:
+            self._tracker.feed(data)
+        except InvalidArgumentError as error:
+            raise self._named(error) from error
         return data
+
+    def _named(self, error: InvalidArgumentError) -> InvalidArgumentError:
+        """Put the layer's name into an error of the frame tracker."""
+        # The tracker does not know the layer, and its messages start with
+        # this generic prefix.
+        generic = "failed to decompress zstd layer: "
+        message = str(error)
+        if message.startswith(generic):
+            message = f"failed to decompress {self._name}: {message[len(generic) :]}"
+        return InvalidArgumentError(message)
 
     def finish(self) -> None:
         """Raise InvalidArgumentError unless the stream ended after a whole frame."""
         if self._source.read(1):
             raise InvalidArgumentError(
-                "failed to decompress zstd layer: data after the last frame"
+                f"failed to decompress {self._name}: data after the last frame"
             )
         if not self._tracker.at_boundary():
             raise InvalidArgumentError(
-                f"failed to decompress zstd layer: truncated inside frame"
+                f"failed to decompress {self._name}: truncated inside frame"
                 f" {self._tracker.frames + 1}"
             )
 
