@@ -347,7 +347,9 @@ class KuboNode:
                 f"{self._log_tail()}"
             )
         api_file = self.repo / "api"
-        if not api_file.exists():
+        # kubo writes the gateway's address in a file of its own, after the
+        # API's and sometimes after the API answers; both must be there.
+        if not api_file.exists() or not (self.repo / "gateway").exists():
             return False
         self.api_multiaddr = api_file.read_text().strip()
         self.api_url = _http_url(self.api_multiaddr) + "/api/v0"
@@ -355,8 +357,7 @@ class KuboNode:
 
     def _read_addresses(self) -> None:
         assert self.repo is not None
-        # The daemon writes the gateway's URL, with the port that the kernel
-        # chose, to the repository as it writes the API's address.
+        # The gateway's URL carries the port that the kernel chose.
         self.gateway_url = (self.repo / "gateway").read_text().strip()
 
         identity = json.loads(self.output("id"))
