@@ -81,7 +81,7 @@ def open_layer_tar(
             recheck=recheck,
         )
     blob = source.open_blob(layer)
-    tar = open_uncompressed(blob, layer.media_type)
+    tar = open_uncompressed(blob, layer.media_type, source=str(layer.digest))
     return HashingReader(tar, expected=diff_id, source=str(layer.digest))
 
 

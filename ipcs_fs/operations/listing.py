@@ -162,7 +162,7 @@ def _layer_entries(
 
     with (
         source.open_blob(layer) as blob,
-        open_uncompressed(blob, layer.media_type) as tar,
+        open_uncompressed(blob, layer.media_type, source=str(layer.digest)) as tar,
     ):
         result = convert_layer(tar, keep_nodes, source=str(layer.digest))
     yield from walk_layer(nodes.get, read_layer_root(nodes.get, result.root_cid))

@@ -359,7 +359,9 @@ class _Scanner:
         descriptor = layer.descriptor
         with (
             source.open_blob(descriptor) as blob,
-            open_uncompressed(blob, descriptor.media_type) as tar,
+            open_uncompressed(
+                blob, descriptor.media_type, source=str(descriptor.digest)
+            ) as tar,
             store.batch() as batch,
         ):
             result = convert_layer(

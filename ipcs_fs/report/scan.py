@@ -157,7 +157,7 @@ def convert_to_nodes_from(
 
     with (
         source.open_blob(layer) as blob,
-        open_uncompressed(blob, layer.media_type) as tar,
+        open_uncompressed(blob, layer.media_type, source=str(layer.digest)) as tar,
     ):
         result = convert_layer(
             tar, keep_node, source=str(layer.digest), expected_diff_id=diff_id

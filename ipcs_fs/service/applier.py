@@ -159,7 +159,7 @@ class Applier:
             return self._rebuild(layer)
         if layer.media_type in STANDARD_LAYER_TYPES:
             blob = self._content.open(layer.digest)
-            tar = open_uncompressed(blob, layer.media_type)
+            tar = open_uncompressed(blob, layer.media_type, source=str(layer.digest))
             return _StandardLayerTar(HashingReader(tar, source=str(layer.digest)))
         raise UnimplementedError(
             f"failed to apply layer {layer.digest}: media type {layer.media_type}"
