@@ -209,7 +209,7 @@ def _add_unpack(commands) -> None:
         "--verify",
         action="store_true",
         help="hash every layer's tar against its diff_id, also layers that the"
-        " block store records as verified by an earlier convert or unpack",
+        " block store records as verified by an earlier unpack",
     )
     parser.set_defaults(run=_run_unpack)
 

@@ -33,7 +33,7 @@ from ..oci.mediatypes import (
 )
 from ..oci.transport import open_sink, open_source
 from ..progress import NoProgress, Progress
-from ..store import BlockStore, EmbeddedStore
+from ..store import BlockStore
 from .layers import (
     MISSING_BLOCKS_HINT,
     diff_ids_of,
@@ -238,7 +238,7 @@ class _Converter:
         # thread of their own beside parsing and chunk hashing, because ISA-L,
         # zstd, hashlib and sqlite3 release the GIL.
         with (
-            open_uncompressed(blob, layer.media_type) as tar,
+            open_uncompressed(blob, layer.media_type, source=str(layer.digest)) as tar,
             self._store.batch(background=True) as batch,
         ):
             result = convert_layer(
@@ -249,10 +249,6 @@ class _Converter:
                 read_ahead=True,
             )
         self._store.pin(result.root_cid)
-        if isinstance(self._store, EmbeddedStore):
-            # The tar stream keeps every byte of the tar that was just hashed,
-            # so an unpack from this store need not hash the rebuilt tar again.
-            self._store.record_verified(result.root_cid, result.diff_id)
         annotations = {
             **layer.annotations,
             ANNOTATION_ROOT_CID: str(result.root_cid),

@@ -4,9 +4,9 @@ Both layer kinds go through the same apply engine; each layer's tar is checked
 against the config's diff_id as it is read. A failure leaves the directory
 incomplete, and the error message asks the caller to remove it.
 
-A file-granular layer whose tar the embedded store records as verified (by its
-conversion or an earlier unpack from that store) is not hashed again, unless
-the caller asks for a recheck; see :class:`~ipcs_fs.layer.rebuild.RebuiltTar`.
+A file-granular layer whose tar the embedded store records as verified (by an
+earlier unpack from that store) is not hashed again, unless the caller asks
+for a recheck; see :class:`~ipcs_fs.layer.rebuild.RebuiltTar`.
 """
 
 from __future__ import annotations

@@ -307,8 +307,10 @@ class EmbeddedStore(BlockStore):
     def record_verified(self, root: Cid, diff_id: Digest) -> None:
         """Record that the blocks under ``root`` rebuild a tar with ``diff_id``.
 
-        Call it only after hashing that tar, or after converting the tar
-        whose hash was ``diff_id`` into these blocks. ipcs-fs stores a block
+        Call it only after hashing the tar rebuilt from these blocks. A
+        conversion does not record its layer: it hashed the original tar, not
+        the rebuilt one, and only the rebuilt one proves the DAG lossless.
+        ipcs-fs stores a block
         only under a CID computed from or checked against its bytes, so the
         DAG under ``root`` stays the one that was checked. :meth:`delete`
         drops the record with the root block.

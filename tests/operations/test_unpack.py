@@ -36,14 +36,37 @@ def _tamper_os_release(store: EmbeddedStore) -> None:
     )
 
 
-def test_convert_records_layers(images: Images) -> None:
+def _unpack_once(images: Images, target: Path) -> None:
+    """Unpack ``images.one`` with the full check, which records its layers."""
+    with EmbeddedStore(images.store) as store:
+        unpack_image(images.one, target, store)
+
+
+def test_convert_records_no_layer(images: Images) -> None:
+    # A conversion hashed the original tar, not the tar rebuilt from blocks.
+    with EmbeddedStore(images.store) as store:
+        recorded = [store.verified_diff_id(root) for root in images.roots_one]
+
+    assert recorded == [None, None]
+
+
+def test_unpack_records_layers(images: Images, tmp_path: Path) -> None:
+    _unpack_once(images, tmp_path / "first")
+
     with EmbeddedStore(images.store) as store:
         recorded = [str(store.verified_diff_id(root)) for root in images.roots_one]
-
     assert recorded == _diff_ids(images.one)
 
 
+def test_first_unpack_hashes_every_layer(images: Images, tmp_path: Path) -> None:
+    with EmbeddedStore(images.store) as store:
+        _tamper_os_release(store)
+        with pytest.raises(DataLossError, match="rebuilds a tar of"):
+            unpack_image(images.one, tmp_path / "first", store)
+
+
 def test_recorded_layer_unpacks_unhashed(images: Images, tmp_path: Path) -> None:
+    _unpack_once(images, tmp_path / "first")
     with EmbeddedStore(images.store) as store:
         _tamper_os_release(store)
         unpack_image(images.one, tmp_path / "fast", store)
@@ -54,6 +77,7 @@ def test_recorded_layer_unpacks_unhashed(images: Images, tmp_path: Path) -> None
 
 
 def test_verify_fails_and_drops_record(images: Images, tmp_path: Path) -> None:
+    _unpack_once(images, tmp_path / "first")
     with EmbeddedStore(images.store) as store:
         _tamper_os_release(store)
     arguments = ["--store", str(images.store), "unpack", images.one]
@@ -69,6 +93,7 @@ def test_verify_fails_and_drops_record(images: Images, tmp_path: Path) -> None:
 
 
 def test_verify_error_names_layer(images: Images, tmp_path: Path) -> None:
+    _unpack_once(images, tmp_path / "first")
     with EmbeddedStore(images.store) as store:
         _tamper_os_release(store)
         with pytest.raises(DataLossError) as error:
