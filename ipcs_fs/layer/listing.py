@@ -41,22 +41,32 @@ def walk_layer(get: Get, root: LayerRoot) -> Iterator[ListedEntry]:
     """
     if root.header.root is not None:
         yield ListedEntry(b".", root.header.root, None)
-    yield from _walk(get, root.rootfs.cid, (), 0)
+    yield from _walk(get, root.rootfs.cid)
 
 
-def _walk(
-    get: Get, cid: Cid, path: tuple[bytes, ...], depth: int
-) -> Iterator[ListedEntry]:
+def _walk(get: Get, cid: Cid) -> Iterator[ListedEntry]:
+    # A stack of open directories rather than recursion: a layer may nest
+    # directories deeper than Python's recursion limit.
+    stack = [(cid, (), iter_directory(get, cid))]
+    while stack:
+        parent, path, items = stack[-1]
+        item = next(items, None)
+        if item is None:
+            stack.pop()
+            continue
+        entry = _decode(item.record, parent, item.name)
+        child = path + (item.name,)
+        yield ListedEntry(join_components(child), entry, item.cid)
+        if entry.kind is Kind.DIR:
+            _check_depth(len(stack), item.cid, child)
+            stack.append((item.cid, child, iter_directory(get, item.cid)))
+
+
+def _check_depth(depth: int, cid: Cid, path: tuple[bytes, ...]) -> None:
     if depth > MAX_TREE_DEPTH:
         raise InvalidArgumentError(
             f"directory {join_components(path)!r} at {cid} is nested too deep"
         )
-    for item in iter_directory(get, cid):
-        entry = _decode(item.record, cid, item.name)
-        child = path + (item.name,)
-        yield ListedEntry(join_components(child), entry, item.cid)
-        if entry.kind is Kind.DIR:
-            yield from _walk(get, item.cid, child, depth + 1)
 
 
 def _decode(record: bytes, cid: Cid, name: bytes) -> Entry:

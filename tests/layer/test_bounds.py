@@ -7,7 +7,7 @@ import pytest
 from fixtures import tarwriter as tw
 from ipcs_fs.errors import InvalidArgumentError
 from ipcs_fs.layer.convert import convert_layer
-from ipcs_fs.layer.listing import walk_layer
+from ipcs_fs.layer.listing import MAX_TREE_DEPTH, walk_layer
 from ipcs_fs.layer.rebuild import RebuiltTar, read_layer_root
 from ipcs_fs.store import MemoryStore
 from ipcs_fs.unixfs import MAX_BLOCK_SIZE
@@ -94,3 +94,25 @@ def test_entry_whose_record_cannot_fit_is_rejected() -> None:
 
     with pytest.raises(InvalidArgumentError, match="huge"):
         _convert(data)
+
+
+def _deep_file(depth: int) -> bytes:
+    name = b"/".join([b"d"] * depth) + b"/leaf"
+    return tw.pax(tw.pax_record(b"path", name)) + tw.header(b"x") + tw.end()
+
+
+def test_listing_a_tree_deeper_than_the_recursion_limit() -> None:
+    store, result = _convert(_deep_file(1500))
+
+    listed = list(walk_layer(store.get, read_layer_root(store.get, result.root_cid)))
+
+    assert len(listed) == 1501
+    assert listed[-1].path == b"/".join([b"d"] * 1500) + b"/leaf"
+
+
+def test_listing_stops_past_the_deepest_nesting() -> None:
+    store, result = _convert(_deep_file(MAX_TREE_DEPTH + 1))
+    root = read_layer_root(store.get, result.root_cid)
+
+    with pytest.raises(InvalidArgumentError, match="is nested too deep"):
+        list(walk_layer(store.get, root))
