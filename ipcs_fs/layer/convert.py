@@ -95,17 +95,18 @@ def _convert(tar, hashing: HashingReader, put: Put, source: str) -> ConvertedLay
     started = time.monotonic()
     reader = TarReader(tar, source=source)
     tar_stream = TarStreamWriter(put)
-    tree = TreeBuilder(source)
     entry_count = 0
-    for entry in reader:
-        entry_count += 1
-        tar_stream.add_raw(entry.raw_header)
-        content = _convert_data(reader, entry, tar_stream, put, source)
-        tree.add(entry, content)
-    tar_stream.add_raw(reader.trailer)
-
-    diff_id = hashing.diff_id
-    rootfs = tree.finish(put)
+    # A large tree spills to temporary files; leaving the block frees them
+    # at once when the tar turns out to be bad.
+    with TreeBuilder(source) as tree:
+        for entry in reader:
+            entry_count += 1
+            tar_stream.add_raw(entry.raw_header)
+            content = _convert_data(reader, entry, tar_stream, put, source)
+            tree.add(entry, content)
+        tar_stream.add_raw(reader.trailer)
+        diff_id = hashing.diff_id
+        rootfs = tree.finish(put)
     tar_link = tar_stream.finish()
     header = LayerHeader(
         diff_id=hashing.sha256.digest(),
