@@ -41,6 +41,7 @@ class ZstdFrameTracker:
         self._pending = bytearray()
         self._skip = 0
         self._has_checksum = False
+        self._ends_after_skip = False
 
     def at_boundary(self) -> bool:
         """Tell whether the bytes fed so far end exactly after a frame."""
@@ -55,6 +56,9 @@ class ZstdFrameTracker:
                 step = min(self._skip, len(view) - position)
                 self._skip -= step
                 position += step
+                if not self._skip and self._ends_after_skip:
+                    self._ends_after_skip = False
+                    self._end_frame()
                 continue
             step = min(self._need - len(self._pending), len(view) - position)
             self._pending += view[position : position + step]
@@ -116,6 +120,11 @@ class ZstdFrameTracker:
             self._expect("block", 3)
         elif self._has_checksum:
             self._expect("checksum", 4)
+        elif self._skip:
+            # The frame ends with the last block's contents, so that a stream
+            # cut inside them is reported inside this frame.
+            self._ends_after_skip = True
+            self._expect("magic", 4)
         else:
             self._end_frame()
 

@@ -261,6 +261,15 @@ def test_zstd_truncated_raises(cut):
         _read_all(data)
 
 
+@pytest.mark.parametrize("cut", [1, 4])
+def test_zstd_cut_in_last_block_names_its_frame(cut):
+    frames = _zstd_frames(False, True)
+    data = frames[0] + frames[1][:-cut]
+
+    with pytest.raises(InvalidArgumentError, match="truncated inside frame 2$"):
+        _read_all(data)
+
+
 def test_zstd_truncated_skippable_frame_raises():
     data = _zstd_frames(False, True)[0] + _skippable(0, b"metadata")[:-2]
 
