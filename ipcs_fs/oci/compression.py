@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import struct
 import zlib
 from collections import deque
@@ -51,6 +50,7 @@ import zstandard
 from isal import isal_zlib
 from zlib_ng import zlib_ng
 
+from ..cpus import available_cpus
 from ..errors import InvalidArgumentError
 from .blob import READ_SIZE, read_up_to
 from .mediatypes import Compression, compression_of
@@ -432,7 +432,7 @@ def gzip_compress_chunks(
     yield _gzip_header(level)
     crc = 0
     size = 0
-    workers = threads or _usable_cpus()
+    workers = threads or available_cpus()
     with ThreadPoolExecutor(workers, thread_name_prefix="ipcs-fs-gzip") as pool:
         in_flight: deque[Future[bytes]] = deque()
         dictionary = b""
@@ -447,13 +447,6 @@ def gzip_compress_chunks(
         while in_flight:
             yield in_flight.popleft().result()
     yield struct.pack("<II", crc, size & 0xFFFFFFFF)
-
-
-def _usable_cpus() -> int:
-    """Return how many CPUs this process may run on, or all where the OS cannot say."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _deflate_blocks(

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack
 from dataclasses import dataclass
 
+from ..cpus import available_cpus
 from ..errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from ..ids import Cid, Digest
 from ..layer.convert import convert_layer
@@ -117,7 +117,7 @@ def compare_images(
             sources,
             _OnceStore(store),
             store_converted=store_converted,
-            jobs=jobs if jobs is not None else _available_cpus(),
+            jobs=jobs if jobs is not None else available_cpus(),
             progress=progress or NoProgress(),
         )
         scans = scanner.scan(_distinct(layers))
@@ -201,13 +201,6 @@ def _numbered(labels: list[str]) -> tuple[str, ...]:
         f"{label} #{index + 1}" if labels.count(label) > 1 else label
         for index, label in enumerate(labels)
     )
-
-
-def _available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _layers_of(index: int, ref: ManifestRef) -> list[_Layer]:
