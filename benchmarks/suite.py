@@ -13,12 +13,13 @@ Per-layer rows use the base layer of ``debian-bookworm`` (its first layer,
 built by ``fixtures.debian_images``), wrapped as a one-layer image:
 
 - convert: ``ipcs-fs convert --file-granular`` into a fresh embedded store.
-  References: ``gzip -dc LAYER | sha256sum``, the floor, since a conversion
-  must at least decompress the layer and hash it once; and what a user would
-  run instead to put the layer's files into IPFS, ``tar -xzf`` of the layer
-  and kubo's ``ipfs add -r --cid-version=1 --offline`` of the tree into a
-  fresh repository (after removing its devices and fifos, which ``ipfs add``
-  rejects), as :mod:`benchmarks.convert` does.
+  The first reference is ``gzip -dc LAYER | sha256sum``, the floor, because
+  a conversion must at least decompress the layer and hash it once. The
+  second is what a user would run instead to put the layer's files into
+  IPFS: ``tar -xzf`` of the layer, then kubo's ``ipfs add -r
+  --cid-version=1 --offline`` of the tree into a fresh repository. Devices
+  and fifos are removed first, because ``ipfs add`` rejects them, as in
+  :mod:`benchmarks.convert`.
 - convert --tar: ``ipcs-fs convert --tar`` of the converted layer back to a
   tar+gzip layer. Reference: ``gzip -6 -n -c TAR | tee BLOB | sha256sum``,
   since writing the layer at least compresses the tar at the same level (6)

@@ -64,8 +64,8 @@ DEFAULT_MEMORY_LIMIT = 32 << 20
 SEPARATOR = b"\0"
 _KEY_END = b"\0\0"
 # Sequence number, kind, content CID codec, CID length, content Tsize, content
-# size, link target length. Content CIDs are raw or dag-pb, so a byte holds
-# the codec.
+# size, link target length. Content CIDs are raw or dag-pb, so one byte is
+# enough for the codec.
 _HEAD = struct.Struct(">QBBBQQI")
 _SEQUENCE_SIZE = 8
 _NO_SEQUENCE = bytes(_SEQUENCE_SIZE)
@@ -365,9 +365,10 @@ def walk_events(
     the path's key is the first ``frame.end`` bytes. What it returns goes to
     the parent's ``children``. Returns the root's ``children``.
 
-    With ``only``, frames open just for the keys in it, which must include
-    the ancestors of each; the events of other keys only count as something
-    beneath their nearest open ancestor. ``source`` names the layer in logs.
+    With ``only``, frames open just for the keys in it, and it must include
+    the ancestors of each of its keys. An event of any other key then only
+    marks its nearest open ancestor as having something beneath it.
+    ``source`` names the layer in logs.
     """
     return _Walk(visit, source, only).run(events)
 

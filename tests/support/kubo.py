@@ -347,8 +347,8 @@ class KuboNode:
                 f"{self._log_tail()}"
             )
         api_file = self.repo / "api"
-        # kubo writes the gateway's address in a file of its own, after the
-        # API's and sometimes after the API answers; both must be there.
+        # kubo writes the gateway's address to a file of its own, sometimes
+        # after the API already responds, so wait for both files.
         if not api_file.exists() or not (self.repo / "gateway").exists():
             return False
         self.api_multiaddr = api_file.read_text().strip()
